@@ -1,0 +1,1 @@
+"""Who may use the hub's API: bearer tokens, stored hashed."""

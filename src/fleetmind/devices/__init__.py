@@ -1,0 +1,1 @@
+"""Devices: the registry, their credentials, the topic ACL and connectivity."""

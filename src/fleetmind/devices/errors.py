@@ -1,0 +1,23 @@
+"""Errors of the device registry.
+
+DeviceError
++-- DeviceNotFound        no device with that id
++-- DeviceExists          the id is taken
++-- InvalidDevice         a name that cannot be a device id
+"""
+
+
+class DeviceError(Exception):
+    pass
+
+
+class DeviceNotFound(DeviceError):
+    pass
+
+
+class DeviceExists(DeviceError):
+    pass
+
+
+class InvalidDevice(DeviceError):
+    pass

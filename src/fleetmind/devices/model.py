@@ -1,0 +1,131 @@
+"""Devices, their MQTT credentials and the topic ACL. Pure logic, no I/O.
+
+Device secrets are 256-bit random strings, so a slow password hash buys nothing; they are stored
+in Mosquitto's own PBKDF2-SHA512 format (``$7$iterations$salt$hash``) so one hash serves both the
+embedded broker's check and the password file written for an external Mosquitto.
+"""
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from fleetmind.wire import topics
+
+#: the hub's own MQTT identity; device ids start with a letter or digit, so it cannot clash
+HUB_USERNAME = "_hub"
+PBKDF2_ITERATIONS = 1000
+
+
+class Action(StrEnum):
+    PUBLISH = "publish"
+    SUBSCRIBE = "subscribe"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    name: str
+    created_at: datetime
+    online: bool = False
+    last_seen: datetime | None = None
+    boot_id: str | None = None
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str, *, salt: bytes | None = None) -> str:
+    """Hash in Mosquitto's ``$7$`` format (PBKDF2-SHA512, base64 salt and digest)."""
+    salt = salt if salt is not None else secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, PBKDF2_ITERATIONS)
+    return (
+        f"$7${PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}"
+        f"${base64.b64encode(digest).decode()}"
+    )
+
+
+def verify_secret(secret: str, hashed: str) -> bool:
+    try:
+        _, kind, iterations, salt, digest = hashed.split("$")
+        if kind != "7":
+            return False
+        actual = hashlib.pbkdf2_hmac(
+            "sha512", secret.encode(), base64.b64decode(salt), int(iterations)
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, base64.b64decode(digest))
+
+
+def _matches(topic_filter: str, pattern: str) -> bool:
+    """Does every topic ``topic_filter`` can match also match ``pattern``?"""
+    want, allowed = topic_filter.split("/"), pattern.split("/")
+    for index, level in enumerate(allowed):
+        if level == "#":
+            return True
+        if index >= len(want):
+            return False
+        if level == "+":
+            if want[index] == "#":
+                return False
+            continue
+        if want[index] != level:
+            return False
+    return len(want) == len(allowed)
+
+
+def is_allowed(username: str | None, topic: str, action: Action) -> bool:
+    """The topic ACL of the design guide.
+
+    A device publishes only under its own ``up/`` and subscribes only to its own ``down/`` and to
+    ``fleet/down/``; the hub reads every ``up/`` and writes every ``down/``; nobody else may do
+    anything.
+
+    >>> is_allowed("d1", "fm/v1/d/d1/up/telemetry", Action.PUBLISH)
+    True
+    >>> is_allowed("d1", "fm/v1/d/d2/down/#", Action.SUBSCRIBE)
+    False
+    """
+    if not username or (topic.startswith("$") and not topic.startswith("$share/hub/")):
+        return False
+    if username == HUB_USERNAME:
+        if topic.startswith("$share/hub/"):
+            topic = topic.removeprefix("$share/hub/")
+        if action is Action.PUBLISH:
+            return _matches(topic, f"{topics.ROOT}/d/+/down/#") or _matches(
+                topic, f"{topics.ROOT}/fleet/down/#"
+            )
+        return _matches(topic, f"{topics.ROOT}/d/+/up/#")
+    if not topics.DEVICE_ID_PATTERN.fullmatch(username):
+        return False
+    if action is Action.PUBLISH:
+        return _matches(topic, f"{topics.device_prefix(username)}/up/#")
+    return _matches(topic, f"{topics.device_prefix(username)}/down/#") or _matches(
+        topic, f"{topics.ROOT}/fleet/down/#"
+    )
+
+
+def mosquitto_password_file(entries: dict[str, str]) -> str:
+    """Mosquitto ``password_file`` lines from username to ``$7$`` hash."""
+    return "".join(f"{username}:{hashed}\n" for username, hashed in sorted(entries.items()))
+
+
+def mosquitto_acl_file() -> str:
+    """Mosquitto ``acl_file`` equivalent to :func:`is_allowed` (``%u`` is the username)."""
+    root = topics.ROOT
+    return (
+        "# Written by FleetMind: devices publish under their own up/, read their own down/.\n"
+        f"user {HUB_USERNAME}\n"
+        f"topic read {root}/d/+/up/#\n"
+        f"topic write {root}/d/+/down/#\n"
+        f"topic write {root}/fleet/down/#\n"
+        "\n"
+        f"pattern write {root}/d/%u/up/#\n"
+        f"pattern read {root}/d/%u/down/#\n"
+        f"pattern read {root}/fleet/down/#\n"
+    )

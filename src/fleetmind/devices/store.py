@@ -1,0 +1,125 @@
+"""The device registry in SQL (SQLite by default, PostgreSQL at scale) through SQLAlchemy 2.
+
+The schema is created and evolved by the hub's Alembic migrations; :data:`metadata` describes it.
+"""
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, RowMapping
+
+from fleetmind.devices.errors import DeviceExists, DeviceNotFound
+from fleetmind.devices.model import Device
+
+metadata = sa.MetaData()
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("secret_hash", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("online", sa.Boolean, nullable=False, default=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True)),
+    sa.Column("boot_id", sa.String(64)),
+)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time the registry stores is UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _device(row: RowMapping) -> Device:
+    created_at = _utc(row["created_at"])
+    assert created_at is not None  # noqa: S101 - the column is NOT NULL
+    return Device(
+        id=row["id"],
+        name=row["name"],
+        created_at=created_at,
+        online=row["online"],
+        last_seen=_utc(row["last_seen"]),
+        boot_id=row["boot_id"],
+    )
+
+
+class DeviceStore:
+    """Rows of the ``devices`` table; every method is one short transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def add(self, device: Device, secret_hash: str) -> None:
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    devices.insert().values(
+                        id=device.id,
+                        name=device.name,
+                        secret_hash=secret_hash,
+                        created_at=device.created_at,
+                        online=False,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            raise DeviceExists(f"device {device.id!r} already exists") from None
+
+    def get(self, device_id: str) -> Device:
+        with self._engine.connect() as connection:
+            row = (
+                connection.execute(devices.select().where(devices.c.id == device_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise DeviceNotFound(f"no device {device_id!r}")
+        return _device(row)
+
+    def list(self) -> list[Device]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(devices.select().order_by(devices.c.id)).mappings()
+            return [_device(row) for row in rows]
+
+    def delete(self, device_id: str) -> None:
+        with self._engine.begin() as connection:
+            deleted = connection.execute(devices.delete().where(devices.c.id == device_id))
+        if deleted.rowcount == 0:
+            raise DeviceNotFound(f"no device {device_id!r}")
+
+    def secret_hash(self, device_id: str) -> str | None:
+        with self._engine.connect() as connection:
+            value: str | None = connection.execute(
+                sa.select(devices.c.secret_hash).where(devices.c.id == device_id)
+            ).scalar()
+            return value
+
+    def secret_hashes(self) -> dict[str, str]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(sa.select(devices.c.id, devices.c.secret_hash))
+            return {row.id: row.secret_hash for row in rows}
+
+    def set_connectivity(
+        self, device_id: str, *, online: bool, at: datetime, boot_id: str | None
+    ) -> bool:
+        """Record a status change; False if the device is unknown (deleted meanwhile)."""
+        values: dict[str, object] = {"online": online, "last_seen": at}
+        if boot_id is not None:
+            values["boot_id"] = boot_id
+        with self._engine.begin() as connection:
+            updated = connection.execute(
+                devices.update().where(devices.c.id == device_id).values(**values)
+            )
+        return updated.rowcount > 0
+
+    def touch(self, seen: dict[str, datetime]) -> None:
+        """Advance ``last_seen`` for devices that just sent data (one statement per batch)."""
+        if not seen:
+            return
+        with self._engine.begin() as connection:
+            connection.execute(
+                devices.update()
+                .where(devices.c.id == sa.bindparam("device_id"))
+                .values(last_seen=sa.bindparam("seen")),
+                [{"device_id": key, "seen": value} for key, value in seen.items()],
+            )
