@@ -1,0 +1,1 @@
+"""Telemetry on the hub: columnar ingest, the TelemetryStore seam and its queries."""
