@@ -1,0 +1,1 @@
+"""The edge agent: sensors, pipeline, outbox and uplink in one asyncio TaskGroup."""

@@ -1,0 +1,154 @@
+"""The uplink: keeps one MQTT connection up and drains the outbox through it.
+
+Packs are published with QoS 1, up to ``max_inflight`` at a time, in sequence order; a pack leaves
+the outbox only when the broker acknowledged it. After a reconnect every unacknowledged pack is
+sent again; the hub recognises repeats by (device, boot, seq).
+"""
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from fleetmind.agent.backoff import Backoff
+from fleetmind.agent.credentials import Credentials
+from fleetmind.agent.outbox import Entry, Outbox
+from fleetmind.transport.paho import AsyncClient, TransportError
+from fleetmind.wire import status, topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class UplinkStats:
+    packs_sent: int = 0
+    packs_acked: int = 0
+    readings_acked: int = 0
+    publish_failures: int = 0
+    connects: int = 0
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+class Uplink:
+    def __init__(
+        self,
+        credentials: Credentials,
+        outbox: Outbox,
+        *,
+        boot_id: str,
+        max_inflight: int = 20,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._outbox = outbox
+        self._boot_id = boot_id
+        self._max_inflight = max_inflight
+        self._backoff = backoff or Backoff()
+        self._client: AsyncClient | None = None
+        self.stats = UplinkStats()
+        self.connected = asyncio.Event()
+
+    @property
+    def _device_id(self) -> str:
+        return self._credentials.username
+
+    async def run(self) -> None:
+        """Connect, drain, reconnect: forever, until cancelled."""
+        down_since_logged = False
+        while True:
+            client = AsyncClient(
+                client_id=self._device_id,
+                username=self._device_id,
+                password=self._credentials.password,
+                will=(
+                    topics.status(self._device_id),
+                    status.encode(status.Status("offline", self._boot_id)),
+                ),
+                max_inflight=self._max_inflight,
+            )
+            try:
+                await client.connect(self._credentials.host, self._credentials.port)
+                await client.publish(
+                    topics.status(self._device_id),
+                    status.encode(status.Status("online", self._boot_id)),
+                    retain=True,
+                )
+            except TransportError as exc:
+                if not down_since_logged:
+                    log.warning("%s: uplink down (%s); retrying with backoff", self._device_id, exc)
+                    down_since_logged = True
+                client.abort()
+                await asyncio.sleep(self._backoff.next_delay())
+                continue
+            if down_since_logged:
+                log.info("%s: uplink up again", self._device_id)
+                down_since_logged = False
+            self._backoff.reset()
+            self.stats.connects += 1
+            self._client = client
+            self.connected.set()
+            try:
+                await self._drain(client)
+            finally:
+                self.connected.clear()
+                self._client = None
+                client.abort()
+
+    async def close(self) -> None:
+        """Say goodbye: publish offline (a clean disconnect does not fire the will)."""
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(TransportError, TimeoutError):
+            await asyncio.wait_for(
+                client.publish(
+                    topics.status(self._device_id),
+                    status.encode(status.Status("offline", self._boot_id)),
+                    retain=True,
+                ),
+                timeout=5,
+            )
+        await client.disconnect()
+
+    async def _drain(self, client: AsyncClient) -> None:
+        cursor = -1
+        window = asyncio.Semaphore(self._max_inflight)
+        sending: set[asyncio.Task[None]] = set()
+        topic = topics.telemetry(self._device_id)
+        while not client.closed.is_set():
+            self._outbox.changed.clear()
+            for entry in self._outbox.pending(after=cursor, limit=self._max_inflight):
+                await window.acquire()
+                if client.closed.is_set():
+                    window.release()
+                    break
+                cursor = entry.seq
+                task = asyncio.create_task(self._send(client, topic, entry, window))
+                sending.add(task)
+                task.add_done_callback(sending.discard)
+            else:
+                await _first(self._outbox.changed, client.closed)
+        for task in sending:
+            task.cancel()
+
+    async def _send(
+        self, client: AsyncClient, topic: str, entry: Entry, window: asyncio.Semaphore
+    ) -> None:
+        try:
+            self.stats.packs_sent += 1
+            await client.publish(topic, entry.payload)
+            self._outbox.ack(entry.seq)
+            self.stats.packs_acked += 1
+            self.stats.readings_acked += entry.readings
+        except TransportError:
+            self.stats.publish_failures += 1  # stays in the outbox; sent again after reconnect
+        finally:
+            window.release()

@@ -1,0 +1,65 @@
+"""The hub's REST API over httpx, for the CLI and the simulator."""
+
+from typing import Any
+
+import httpx
+
+
+class HubError(RuntimeError):
+    """The hub refused a request or could not be reached; the message is one readable line."""
+
+
+class HubClient:
+    def __init__(self, url: str, token: str | None, *, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def __enter__(self) -> "HubClient":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise HubError(f"cannot reach the hub at {self.url}: {exc}") from None
+        if response.is_error:
+            raise HubError(f"{method} {path}: {response.status_code} {_detail(response)}")
+        return response.json() if response.content else None
+
+    def add_device(self, name: str) -> dict[str, Any]:
+        device: dict[str, Any] = self.request("POST", "/api/v1/devices", json={"name": name})
+        return device
+
+    def list_devices(self) -> list[dict[str, Any]]:
+        devices: list[dict[str, Any]] = self.request("GET", "/api/v1/devices")
+        return devices
+
+    def get_device(self, device_id: str) -> dict[str, Any]:
+        device: dict[str, Any] = self.request("GET", f"/api/v1/devices/{device_id}")
+        return device
+
+    def delete_device(self, device_id: str) -> None:
+        self.request("DELETE", f"/api/v1/devices/{device_id}")
+
+    def telemetry(self, device_id: str, params: dict[str, str]) -> dict[str, Any]:
+        series: dict[str, Any] = self.request(
+            "GET", f"/api/v1/devices/{device_id}/telemetry", params=params
+        )
+        return series
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        return response.reason_phrase
+    if isinstance(detail, list):  # validation errors: "field: message; ..."
+        return "; ".join(
+            f"{'.'.join(str(part) for part in item.get('loc', [])[1:])}: {item.get('msg')}"
+            for item in detail
+        )
+    return str(detail)
