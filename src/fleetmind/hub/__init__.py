@@ -1,0 +1,1 @@
+"""The hub: assembles the domains into one server (API, dashboard, ingest, broker)."""

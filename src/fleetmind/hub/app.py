@@ -1,0 +1,55 @@
+"""The hub's FastAPI application: API routers, health, dashboard, and the runtime's lifespan."""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response, status
+
+from fleetmind import __version__
+from fleetmind.devices.api import router as devices_router
+from fleetmind.hub import dashboard
+from fleetmind.hub.runtime import Hub
+from fleetmind.hub.settings import Settings
+from fleetmind.telemetry.api import router as telemetry_router
+
+
+def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None) -> FastAPI:
+    """One hub: the runtime starts with the app and stops with it."""
+    hub = Hub(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.start()
+        app.state.devices = hub.devices
+        app.state.tokens = hub.tokens
+        app.state.telemetry = hub.telemetry
+        app.state.mqtt_endpoint = (hub.mqtt.host, hub.mqtt.port)
+        if on_ready is not None:
+            on_ready(hub)
+        try:
+            yield
+        finally:
+            hub.stop()
+
+    app = FastAPI(
+        title="FleetMind",
+        version=__version__,
+        description="Devices, telemetry and fleet operations. Every route needs a bearer token.",
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    app.include_router(devices_router)
+    app.include_router(telemetry_router)
+
+    @app.get("/healthz", tags=["hub"])
+    def health(request: Request, response: Response) -> dict[str, str]:
+        """Liveness for load balancers (no token needed, nothing secret): 503 while the hub
+        has no broker connection."""
+        runtime: Hub = request.app.state.hub
+        if not runtime.ingesting:
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+            return {"status": "no broker connection"}
+        return {"status": "ok"}
+
+    dashboard.mount(app, hub)
+    return app

@@ -1,0 +1,187 @@
+"""The dashboard: NiceGUI pages served by the hub's own FastAPI app and port.
+
+A browser signs in once with an API token; its server-side session then remembers the token's id
+(never the token) and every page checks that the token still exists.
+"""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from nicegui import app as gui
+from nicegui import storage, ui
+
+from fleetmind.devices.errors import DeviceNotFound
+from fleetmind.hub.runtime import Hub
+from fleetmind.telemetry.model import Aggregation, Latest, Query
+
+REFRESH_S = 2.0
+CHART_WINDOW = timedelta(minutes=5)
+CHART_BUCKET = timedelta(seconds=1)
+
+
+def _format_value(item: Latest) -> str:
+    value = f"{item.value:.2f}" if isinstance(item.value, float) else str(item.value)
+    return f"{item.metric} {value}{' ' + item.unit if item.unit else ''}"
+
+
+def _ago(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    seconds = int((datetime.now(UTC) - moment).total_seconds())
+    if seconds < 60:
+        return f"{max(seconds, 0)} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _chart_options(metric: str, unit: str | None) -> dict[str, Any]:
+    return {
+        "animation": False,
+        "title": {"text": f"{metric}{f' ({unit})' if unit else ''}", "textStyle": {"fontSize": 14}},
+        "tooltip": {"trigger": "axis"},
+        "grid": {"left": 60, "right": 20, "top": 40, "bottom": 30},
+        "xAxis": {"type": "time"},
+        "yAxis": {"type": "value", "scale": True},
+        "series": [{"type": "line", "name": metric, "showSymbol": False, "data": []}],
+    }
+
+
+def mount(app: FastAPI, hub: Hub) -> None:
+    """Add the dashboard's pages to ``app`` (once per process: NiceGUI's pages are global)."""
+    storage.Storage.path = (hub.settings.data_dir / "dashboard").resolve()
+
+    def signed_in() -> bool:
+        token_id = gui.storage.user.get("token_id")
+        return isinstance(token_id, int) and hub.tokens.get(token_id) is not None
+
+    def header() -> None:
+        def sign_out() -> None:
+            gui.storage.user.clear()
+            ui.navigate.to("/login")
+
+        with ui.header().classes("items-center justify-between"):
+            ui.link("FleetMind", "/").classes("text-h6 text-white no-underline")
+            ui.button("Sign out", on_click=sign_out).props("flat color=white")
+
+    @ui.page("/login", title="FleetMind - sign in")
+    def login_page() -> None:
+        def attempt() -> None:
+            token = hub.tokens.verify(field.value.strip())
+            if token is None:
+                ui.notify("That token is not valid.", type="negative")
+                return
+            gui.storage.user["token_id"] = token.id
+            ui.navigate.to("/")
+
+        with ui.card().classes("absolute-center w-96"):
+            ui.label("FleetMind").classes("text-h5")
+            field = ui.input("API token", password=True).classes("w-full")
+            field.on("keydown.enter", attempt)
+            ui.button("Sign in", on_click=attempt)
+
+    @ui.page("/", title="FleetMind - fleet")
+    def fleet_page() -> RedirectResponse | None:
+        if not signed_in():
+            return RedirectResponse("/login")
+        header()
+        summary = ui.label().classes("text-subtitle1")
+        columns: list[dict[str, Any]] = [
+            {"name": "id", "label": "Device", "field": "id", "align": "left", "sortable": True},
+            {"name": "name", "label": "Name", "field": "name", "align": "left"},
+            {"name": "status", "label": "Status", "field": "status", "align": "left"},
+            {"name": "last_seen", "label": "Last seen", "field": "last_seen", "align": "left"},
+            {"name": "values", "label": "Last values", "field": "values", "align": "left"},
+        ]
+        table = ui.table(columns=columns, rows=[], row_key="id", pagination=50).classes("w-full")
+        table.add_slot(
+            "body-cell-id",
+            '<q-td :props="props"><a :href="\'/devices/\' + props.value"'
+            ' class="text-primary">{{ props.value }}</a></q-td>',
+        )
+        table.add_slot(
+            "body-cell-status",
+            "<q-td :props=\"props\"><q-badge :color=\"props.value === 'online' ? 'positive'"
+            " : 'grey'\">{{ props.value }}</q-badge></q-td>",
+        )
+
+        def refresh() -> None:
+            latest = hub.telemetry.latest()
+            devices = hub.devices.list()
+            table.rows = [
+                {
+                    "id": device.id,
+                    "name": device.name,
+                    "status": "online" if device.online else "offline",
+                    "last_seen": _ago(device.last_seen),
+                    "values": ", ".join(_format_value(item) for item in latest.get(device.id, [])),
+                }
+                for device in devices
+            ]
+            table.update()
+            online = sum(device.online for device in devices)
+            summary.text = f"{len(devices)} devices, {online} online"
+
+        refresh()
+        ui.timer(REFRESH_S, refresh)
+        return None
+
+    @ui.page("/devices/{device_id}", title="FleetMind - device")
+    def device_page(device_id: str) -> RedirectResponse | None:
+        if not signed_in():
+            return RedirectResponse("/login")
+        header()
+        try:
+            device = hub.devices.get(device_id)
+        except DeviceNotFound:
+            ui.label(f"There is no device {device_id!r}.").classes("text-h6")
+            ui.link("Back to the fleet", "/")
+            return None
+        ui.label(f"{device.name} ({device.id})").classes("text-h5")
+        state = ui.label()
+        empty = ui.label("No telemetry in the last hour yet.")
+        grid = ui.grid(columns=2).classes("w-full")
+        charts: dict[str, ui.echart] = {}
+
+        def refresh() -> None:
+            current = hub.devices.get(device_id)
+            state.text = (
+                f"{'online' if current.online else 'offline'}, last seen {_ago(current.last_seen)}"
+            )
+            end = datetime.now(UTC)
+            for item in hub.telemetry.latest().get(device_id, []):
+                if not isinstance(item.value, float):
+                    continue
+                if item.metric not in charts:
+                    with grid:
+                        charts[item.metric] = ui.echart(_chart_options(item.metric, item.unit))
+                chart = charts[item.metric]
+                points = hub.telemetry.query(
+                    Query(
+                        device_id,
+                        item.metric,
+                        end - CHART_WINDOW,
+                        end,
+                        CHART_BUCKET,
+                        Aggregation.AVG,
+                    )
+                )
+                chart.options["series"][0]["data"] = [
+                    [int(point.time.timestamp() * 1000), point.value] for point in points
+                ]
+                chart.update()
+            empty.visible = not charts
+
+        refresh()
+        ui.timer(REFRESH_S, refresh)
+        return None
+
+    ui.run_with(
+        app,
+        title="FleetMind",
+        storage_secret=hub.session_secret,
+        show_welcome_message=False,
+        favicon="📡",
+    )

@@ -1,0 +1,142 @@
+"""The running hub: registry, stores, services, broker and ingest, started and stopped together."""
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetmind.agent.credentials import write_private
+from fleetmind.auth.service import TokenService
+from fleetmind.auth.store import TokenStore
+from fleetmind.devices import model
+from fleetmind.devices.service import DeviceService, write_mosquitto_files
+from fleetmind.devices.store import DeviceStore
+from fleetmind.hub.broker import EmbeddedBroker
+from fleetmind.hub.consumer import UplinkConsumer
+from fleetmind.hub.registry import create_engine, migrate
+from fleetmind.hub.settings import DEFAULT_MQTT_PORT, Settings, choose_port
+from fleetmind.telemetry.duckdb_store import DuckDBTelemetryStore
+from fleetmind.telemetry.ingest import Ingestor
+from fleetmind.telemetry.service import TelemetryService
+from fleetmind.transport.paho import BatchSubscriber, BrokerAddress
+from fleetmind.wire import topics
+
+log = logging.getLogger(__name__)
+
+#: files in the data directory
+ADMIN_TOKEN_FILE = "admin.token"
+HUB_SECRET_FILE = "hub.secret"
+SESSION_SECRET_FILE = "session.secret"
+MOSQUITTO_PID_FILE = "mosquitto.pid"
+
+
+def read_or_create_secret(path: Path) -> str:
+    """The secret in ``path``, created (random, mode 0600) on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    secret = model.new_secret()
+    write_private(path, secret + "\n")
+    return secret
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    """Where devices connect: told to them with their credentials."""
+
+    host: str
+    port: int
+
+
+class Hub:
+    """Everything the API and the dashboard need, wired from :class:`Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._engine = create_engine(settings.registry)
+        migrate(self._engine)
+        self.tokens = TokenService(TokenStore(self._engine))
+        device_store = DeviceStore(self._engine)
+        self.devices = DeviceService(device_store, on_credentials_changed=self._credentials_changed)
+        self._device_store = device_store
+        self.store = DuckDBTelemetryStore(settings.telemetry_path)
+        self.ingestor = Ingestor(self.store)
+        self.telemetry = TelemetryService(self.store, self.ingestor.stats)
+        self.session_secret = read_or_create_secret(settings.data_dir / SESSION_SECRET_FILE)
+        self._broker: EmbeddedBroker | None = None
+        self._subscriber: BatchSubscriber | None = None
+        self.admin_token: str | None = None
+        self.mqtt = self._endpoint()
+
+    def _endpoint(self) -> MqttEndpoint:
+        settings = self.settings
+        if settings.broker_url is None:
+            port = choose_port(settings.mqtt_host, settings.mqtt_port, DEFAULT_MQTT_PORT, "MQTT")
+            self.broker_address = BrokerAddress(settings.mqtt_host, port)
+        else:
+            self.broker_address = BrokerAddress.parse(settings.broker_url)
+        hub_secret = self.broker_address.password or read_or_create_secret(
+            settings.data_dir / HUB_SECRET_FILE
+        )
+        self.broker_address = BrokerAddress(
+            self.broker_address.host,
+            self.broker_address.port,
+            self.broker_address.username or model.HUB_USERNAME,
+            hub_secret,
+            self.broker_address.tls,
+        )
+        self._hub_secret_hash = model.hash_secret(hub_secret)
+        return MqttEndpoint(
+            settings.public_host or self.broker_address.host, self.broker_address.port
+        )
+
+    def start(self) -> None:
+        """Create the admin token on first start, start the broker, subscribe to the fleet."""
+        self.admin_token = self.tokens.ensure_admin()
+        if self.admin_token is not None:
+            write_private(self.settings.data_dir / ADMIN_TOKEN_FILE, self.admin_token + "\n")
+        address = self.broker_address
+        if self.settings.embedded_broker:
+            self._broker = EmbeddedBroker(
+                address.host, address.port, self.settings.registry, self._hub_secret_hash
+            )
+            self._broker.start()
+            topic_filter = topics.UPLINK_FILTER  # amqtt has no shared subscriptions
+        else:
+            self._credentials_changed()
+            topic_filter = f"$share/hub/{topics.UPLINK_FILTER}"
+        self._subscriber = BatchSubscriber(
+            address,
+            topic_filter,
+            UplinkConsumer(self.ingestor, self.devices),
+            client_id=f"{model.HUB_USERNAME}-{address.port}",
+            max_batch=self.settings.ingest_max_batch,
+            max_wait=self.settings.ingest_max_wait_ms / 1000,
+        )
+        self._subscriber.start(timeout=30)
+        log.info("ingesting from the broker at %s:%d", address.host, address.port)
+
+    @property
+    def ingesting(self) -> bool:
+        return self._subscriber is not None and self._subscriber.connected
+
+    def stop(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber.stop()
+        if self._broker is not None:
+            self._broker.stop()
+        self.store.close()
+        self._engine.dispose()
+
+    def _credentials_changed(self) -> None:
+        """Keep an external Mosquitto's password and ACL files current, and make it reload them."""
+        directory = self.settings.mosquitto_dir
+        if directory is None or self.settings.embedded_broker:
+            return
+        write_mosquitto_files(directory, self._device_store, self._hub_secret_hash)
+        pid_file = directory / MOSQUITTO_PID_FILE
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)
+        except (OSError, ValueError) as exc:
+            log.warning("could not ask Mosquitto to reload its files (%s): %s", pid_file, exc)

@@ -1,0 +1,105 @@
+"""The hub's settings: typed, bounded, read from options and ``FLEETMIND_*`` variables."""
+
+import errno
+import logging
+import socket
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fleetmind.transport.paho import BrokerAddress
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_MQTT_PORT = 1883
+
+
+class SettingsError(ValueError):
+    """A setting the hub refuses to start with."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEETMIND_", extra="ignore")
+
+    data_dir: Path = Path(".fleetmind")
+    http_host: str = "127.0.0.1"
+    #: None: 8080, or a free port if 8080 is taken
+    http_port: int | None = Field(default=None, ge=1, le=65535)
+    mqtt_host: str = "127.0.0.1"
+    #: the embedded broker's port. None: 1883, or a free port if 1883 is taken
+    mqtt_port: int | None = Field(default=None, ge=1, le=65535)
+    #: the host name devices are told to connect to (default: the broker's host)
+    public_host: str | None = None
+    #: an external broker (``mqtt://host:port``); None runs the embedded broker
+    broker_url: str | None = None
+    #: where the hub keeps an external Mosquitto's ``passwd`` and ``acl`` files current
+    mosquitto_dir: Path | None = None
+    #: SQLAlchemy URL of the registry; None: SQLite in the data directory
+    registry_url: str | None = None
+    ingest_max_batch: int = Field(default=5000, ge=1, le=100_000)
+    ingest_max_wait_ms: int = Field(default=20, ge=1, le=5_000)
+    log_level: str = "INFO"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            BrokerAddress.parse(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in logging.getLevelNamesMapping():
+            raise ValueError(f"unknown log level {value!r}")
+        return value.upper()
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def registry(self) -> str:
+        return self.registry_url or f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
+
+    @property
+    def telemetry_path(self) -> Path:
+        return self.data_dir / "telemetry.duckdb"
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def choose_port(host: str, requested: int | None, default: int, what: str) -> int:
+    """The port to listen on: the one asked for, or the default, or a free one.
+
+    A port the user asked for must be free (a clear error otherwise); the default moves to a free
+    port with a message, so a second hub or a system broker on 1883 does not stop the first start.
+    """
+    if requested is not None:
+        if not port_is_free(host, requested):
+            raise SettingsError(f"{what} port {requested} on {host} is already in use")
+        return requested
+    if port_is_free(host, default):
+        return default
+    port = free_port(host)
+    log.warning("%s port %d on %s is taken; using free port %d instead", what, default, host, port)
+    return port
