@@ -1,0 +1,3 @@
+from fleetmind.cli import main
+
+main()

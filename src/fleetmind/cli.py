@@ -1,0 +1,398 @@
+"""The ``fleetmind`` command: the hub, an agent, the simulator, the demo, and API clients."""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fleetmind.agent.credentials import Credentials
+from fleetmind.transport.http import HubClient, HubError
+
+app = typer.Typer(
+    help="FleetMind: a self-hosted AIoT platform (hub, agent, simulator).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+device_app = typer.Typer(help="Manage the device registry.", no_args_is_help=True)
+telemetry_app = typer.Typer(help="Read telemetry.", no_args_is_help=True)
+app.add_typer(device_app, name="device")
+app.add_typer(telemetry_app, name="telemetry")
+
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path, typer.Option(envvar="FLEETMIND_DATA_DIR", help="Where the hub keeps its state.")
+]
+Url = Annotated[
+    str | None,
+    typer.Option(envvar="FLEETMIND_URL", help="The hub's URL (default: the local hub's)."),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        envvar="FLEETMIND_TOKEN",
+        help="An API token (default: the local hub's admin token).",
+        show_default=False,
+    ),
+]
+DEFAULT_DATA_DIR = Path(".fleetmind")
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _hub(url: str | None, token: str | None, data_dir: Path = DEFAULT_DATA_DIR) -> HubClient:
+    """A client for the hub; URL and token default to the local hub's files in ``data_dir``."""
+    if url is None:
+        url_file = data_dir / "hub.url"
+        url = url_file.read_text().strip() if url_file.exists() else "http://127.0.0.1:8080"
+    if token is None:
+        token_file = data_dir / "admin.token"
+        if not token_file.exists():
+            _fail("no API token: pass --token or set FLEETMIND_TOKEN")
+        token = token_file.read_text().strip()
+    return HubClient(url, token)
+
+
+def _print_json(document: Any) -> None:
+    out.print_json(json.dumps(document, default=str))
+
+
+# -- the hub --------------------------------------------------------------------------------
+
+
+@app.command()
+def hub(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    http_host: Annotated[str, typer.Option(envvar="FLEETMIND_HTTP_HOST")] = "127.0.0.1",
+    http_port: Annotated[
+        int | None, typer.Option(envvar="FLEETMIND_HTTP_PORT", help="Default 8080 or a free one.")
+    ] = None,
+    mqtt_host: Annotated[str, typer.Option(envvar="FLEETMIND_MQTT_HOST")] = "127.0.0.1",
+    mqtt_port: Annotated[
+        int | None,
+        typer.Option(envvar="FLEETMIND_MQTT_PORT", help="Embedded broker: 1883 or a free one."),
+    ] = None,
+    broker_url: Annotated[
+        str | None,
+        typer.Option(envvar="FLEETMIND_BROKER_URL", help="An external broker, mqtt://host:port."),
+    ] = None,
+    mosquitto_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="FLEETMIND_MOSQUITTO_DIR", help="Keep Mosquitto's passwd/acl here."),
+    ] = None,
+    registry_url: Annotated[
+        str | None,
+        typer.Option(envvar="FLEETMIND_REGISTRY_URL", help="SQLAlchemy URL (default: SQLite)."),
+    ] = None,
+    public_host: Annotated[
+        str | None,
+        typer.Option(envvar="FLEETMIND_PUBLIC_HOST", help="The host name devices connect to."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(envvar="FLEETMIND_LOG_LEVEL")] = "INFO",
+) -> None:
+    """Run the hub: API, dashboard, ingest, and the embedded broker unless one is given."""
+    from pydantic import ValidationError
+
+    from fleetmind.hub.runtime import Hub
+    from fleetmind.hub.server import serve
+    from fleetmind.hub.settings import Settings
+
+    try:
+        settings = Settings(
+            data_dir=data_dir,
+            http_host=http_host,
+            http_port=http_port,
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            broker_url=broker_url,
+            mosquitto_dir=mosquitto_dir,
+            registry_url=registry_url,
+            public_host=public_host,
+            log_level=log_level,
+        )
+    except ValidationError as exc:
+        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+    def ready(running: Hub, url: str) -> None:
+        out.print(f"FleetMind hub: dashboard {url}/  API {url}/docs")
+        out.print(f"MQTT broker: {running.mqtt.host}:{running.mqtt.port}")
+        if running.admin_token is not None:
+            out.print(
+                f"Admin token (shown once, also in {data_dir / 'admin.token'}):"
+                f" {running.admin_token}",
+                highlight=False,
+            )
+
+    serve(settings, ready)
+
+
+# -- an agent -------------------------------------------------------------------------------
+
+
+@app.command()
+def agent(
+    credentials: Annotated[
+        Path,
+        typer.Option(
+            envvar="FLEETMIND_CREDENTIALS",
+            help="The JSON that `fleetmind device add` printed, saved to a file.",
+        ),
+    ],
+    rate: Annotated[float, typer.Option(min=0.01, max=1000, help="Samples per second.")] = 1.0,
+) -> None:
+    """Run one agent with the simulated sensors until Ctrl-C."""
+    from fleetmind.agent.agent import Agent, AgentConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        device = Credentials.load(credentials)
+    except ValueError as exc:
+        _fail(str(exc))
+    running = Agent(AgentConfig(credentials=device, sample_hz=rate))
+    out.print(f"agent {device.username} -> {device.host}:{device.port} (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(running.run())
+
+
+# -- the simulator ----------------------------------------------------------------------------
+
+
+@app.command()
+def sim(
+    devices: Annotated[int, typer.Option(min=1, max=100_000)] = 10,
+    rate: Annotated[float, typer.Option(min=0.01, max=1000, help="Samples per second.")] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option(min=0.1, help="Seconds to run; default until Ctrl-C.")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Simulated devices are PREFIX-0000...")] = "sim",
+    url: Url = None,
+    token: Token = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run N real agents with simulated sensors against a hub, then summarise."""
+    from fleetmind.sim.fleet import Fleet, FleetConfig, device_names, provision
+
+    config = FleetConfig(devices=devices, rate_hz=rate, duration_s=duration, prefix=prefix)
+    with _hub(url, token, data_dir) as client, _progress() as progress:
+        task = progress.add_task("provisioning", total=devices)
+        try:
+            credentials = provision(
+                client,
+                device_names(config),
+                data_dir / "sim-devices.json",
+                lambda n: progress.advance(task, n),
+            )
+        except HubError as exc:
+            _fail(str(exc))
+        fleet = Fleet(config, credentials)
+        expected = None if duration is None else int(devices * rate * duration * 4)
+        running = progress.add_task("readings acked", total=expected)
+        summary = asyncio.run(
+            _run_fleet(
+                fleet, lambda: progress.update(running, completed=fleet.summary().readings_acked)
+            )
+        )
+    if as_json:
+        _print_json(summary.as_dict())
+        return
+    table = Table(title="simulation")
+    table.add_column("")
+    table.add_column("", justify="right")
+    for key, value in summary.as_dict().items():
+        table.add_row(key.replace("_", " "), str(value))
+    out.print(table)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+
+async def _run_fleet(fleet: Any, tick: Any) -> Any:
+    run = asyncio.create_task(fleet.run())
+    try:
+        while not run.done():
+            tick()
+            await asyncio.wait({run}, timeout=0.5)
+        tick()
+        return run.result()
+    except asyncio.CancelledError:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        return fleet.summary()
+
+
+# -- the demo ---------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    devices: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Start a hub with the embedded broker and a simulated fleet; run until Ctrl-C."""
+    (data_dir / "hub.url").unlink(missing_ok=True)
+    hub_process = subprocess.Popen(
+        [sys.executable, "-m", "fleetmind", "hub", "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        url = _wait_for_hub(data_dir, hub_process)
+        token = (data_dir / "admin.token").read_text().strip()
+        out.print(f"\n[bold]FleetMind demo[/bold]: dashboard {url}/  (API {url}/docs)")
+        out.print(f"Admin token: {token}\n", highlight=False)
+        out.print(f"Running {devices} simulated devices; Ctrl-C stops the demo.")
+        sim(
+            devices=devices,
+            rate=1.0,
+            duration=None,
+            prefix="demo",
+            url=url,
+            token=token,
+            data_dir=data_dir,
+            as_json=False,
+        )
+    except KeyboardInterrupt:
+        out.print("stopping")
+    finally:
+        hub_process.terminate()
+        hub_process.wait(timeout=30)
+
+
+def _wait_for_hub(data_dir: Path, process: "subprocess.Popen[bytes]", timeout: float = 60) -> str:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    url_file = data_dir / "hub.url"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _fail("the hub did not start; run `fleetmind hub` to see why")
+        if url_file.exists():
+            url = url_file.read_text().strip()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    _fail(f"the hub did not answer within {timeout:.0f} s")
+
+
+# -- API clients ------------------------------------------------------------------------------
+
+
+@device_app.command("add")
+def device_add(name: str, url: Url = None, token: Token = None) -> None:
+    """Register a device; prints its id and MQTT credentials as JSON (the secret only now)."""
+    with _hub(url, token) as client:
+        _print_json(client.add_device(name))
+
+
+@device_app.command("list")
+def device_list(
+    url: Url = None,
+    token: Token = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List devices with their connectivity."""
+    with _hub(url, token) as client:
+        devices = client.list_devices()
+    if as_json:
+        _print_json(devices)
+        return
+    table = Table("id", "name", "status", "last seen")
+    for device in devices:
+        table.add_row(
+            device["id"],
+            device["name"],
+            "[green]online[/green]" if device["online"] else "offline",
+            device["last_seen"] or "never",
+        )
+    out.print(table)
+
+
+@device_app.command("get")
+def device_get(device_id: str, url: Url = None, token: Token = None) -> None:
+    """Show one device as JSON."""
+    with _hub(url, token) as client:
+        _print_json(client.get_device(device_id))
+
+
+@device_app.command("delete")
+def device_delete(device_id: str, url: Url = None, token: Token = None) -> None:
+    """Delete a device; its credentials stop working at once."""
+    with _hub(url, token) as client:
+        client.delete_device(device_id)
+    out.print(f"deleted {device_id}")
+
+
+@telemetry_app.command("query")
+def telemetry_query(
+    device_id: str,
+    metric: str,
+    since: Annotated[str, typer.Option(help="How far back, e.g. 10m, 2h, 1d.")] = "10m",
+    bucket: Annotated[str | None, typer.Option(help="Aggregate per bucket, e.g. 1m.")] = None,
+    agg: Annotated[str, typer.Option(help="avg, min, max, count or last.")] = "avg",
+    url: Url = None,
+    token: Token = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Points of one metric of one device over the last SINCE."""
+    from fleetmind.telemetry.errors import InvalidQuery
+    from fleetmind.telemetry.model import parse_duration
+
+    try:
+        start = datetime.now(UTC) - parse_duration(since)
+    except InvalidQuery as exc:
+        _fail(str(exc))
+    params = {"metric": metric, "start": start.isoformat()}
+    if bucket is not None:
+        params |= {"bucket": bucket, "agg": agg}
+    with _hub(url, token) as client:
+        series = client.telemetry(device_id, params)
+    if as_json:
+        _print_json(series)
+        return
+    table = Table("time", metric, title=f"{device_id} {metric}")
+    for point in series["points"]:
+        table.add_row(point["time"], str(point["value"]))
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: errors are one line on stderr (set FLEETMIND_DEBUG=1 for a traceback)."""
+    try:
+        app()
+    except HubError as exc:
+        _print_error(exc)
+    except Exception as exc:
+        if os.environ.get("FLEETMIND_DEBUG"):
+            raise
+        _print_error(exc)
+
+
+def _print_error(exc: Exception) -> NoReturn:
+    err.print(f"[red]error:[/red] {exc}", highlight=False)
+    sys.exit(1)

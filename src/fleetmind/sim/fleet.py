@@ -1,0 +1,142 @@
+"""Provision N simulated devices on a hub and run one real agent for each.
+
+Credentials are cached in a private file so that a second run reuses the same devices.
+"""
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetmind.agent.agent import Agent, AgentConfig
+from fleetmind.agent.credentials import Credentials, write_private
+from fleetmind.agent.sensors import AnomalyPlan
+from fleetmind.transport.http import HubClient, HubError
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    devices: int
+    rate_hz: float = 1.0
+    #: seconds to sample; None runs until cancelled
+    duration_s: float | None = 60.0
+    prefix: str = "sim"
+    seed: int = 0
+    anomalies: bool = True
+    drain_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSummary:
+    devices: int
+    seconds: float
+    readings_sent: int
+    readings_acked: int
+    readings_failed: int
+    packs_acked: int
+    publish_failures: int
+    connects: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def device_names(config: FleetConfig) -> list[str]:
+    return [f"{config.prefix}-{index:04d}" for index in range(config.devices)]
+
+
+def provision(
+    hub: HubClient,
+    names: list[str],
+    cache: Path,
+    progress: Callable[[int], None] = lambda _: None,
+) -> list[Credentials]:
+    """Credentials for every name: reused from ``cache`` where the hub still knows the device,
+    otherwise (re)created through the API."""
+    cached = _read_cache(cache)
+    known = {device["id"] for device in hub.list_devices()}
+    result: list[Credentials] = []
+    try:
+        for name in names:
+            document = cached.get(hub.url, {}).get(name)
+            if document is None or name not in known:
+                if name in known:  # its secret is lost: start it afresh
+                    hub.delete_device(name)
+                document = hub.add_device(name)
+                cached.setdefault(hub.url, {})[name] = {"id": name, "mqtt": document["mqtt"]}
+            result.append(Credentials.from_device(document))
+            progress(1)
+    finally:
+        write_private(cache, json.dumps(cached, indent=1))
+    return result
+
+
+def _read_cache(cache: Path) -> dict[str, dict[str, dict[str, object]]]:
+    try:
+        document = json.loads(cache.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise HubError(f"cannot read the simulator's credentials cache {cache}: {exc}") from None
+    return document if isinstance(document, dict) else {}
+
+
+class Fleet:
+    """The agents of one simulation; ``stats()`` may be read while it runs."""
+
+    def __init__(self, config: FleetConfig, credentials: list[Credentials]) -> None:
+        self.config = config
+        self.agents = [
+            Agent(
+                AgentConfig(
+                    credentials=device,
+                    sample_hz=config.rate_hz,
+                    seed=config.seed + index,
+                    anomalies=_anomalies(config),
+                )
+            )
+            for index, device in enumerate(credentials)
+        ]
+        self._started = time.monotonic()
+
+    async def run(self) -> FleetSummary:
+        """Run every agent (staggered over a second) for the duration, drain, and summarise."""
+        self._started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            for agent in self.agents:
+                group.create_task(self._run_one(agent), name=agent.device_id)
+        return self.summary()
+
+    async def _run_one(self, agent: Agent) -> None:
+        await asyncio.sleep(random.uniform(0, min(1.0, 0.005 * len(self.agents))))
+        if self.config.duration_s is None:
+            try:
+                await agent.run()
+            finally:
+                await agent.uplink.close()
+        else:
+            await agent.run_for(self.config.duration_s, drain_timeout=self.config.drain_timeout_s)
+
+    def summary(self) -> FleetSummary:
+        sent = sum(agent.stats.readings_accepted for agent in self.agents)
+        acked = sum(agent.uplink.stats.readings_acked for agent in self.agents)
+        return FleetSummary(
+            devices=len(self.agents),
+            seconds=round(time.monotonic() - self._started, 3),
+            readings_sent=sent,
+            readings_acked=acked,
+            readings_failed=sent - acked,
+            packs_acked=sum(agent.uplink.stats.packs_acked for agent in self.agents),
+            publish_failures=sum(agent.uplink.stats.publish_failures for agent in self.agents),
+            connects=sum(agent.uplink.stats.connects for agent in self.agents),
+        )
+
+
+def _anomalies(config: FleetConfig) -> AnomalyPlan:
+    """Each agent its own plan (a plan tracks its active anomalies); rare enough to stand out."""
+    if not config.anomalies:
+        return AnomalyPlan()
+    return AnomalyPlan(spike=0.002, level_shift=0.0005, stuck=0.0005, dropout=0.0005)
