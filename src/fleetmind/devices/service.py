@@ -77,7 +77,8 @@ class DeviceService:
 def write_mosquitto_files(directory: Path, store: DeviceStore, hub_secret_hash: str) -> None:
     """Write ``passwd`` and ``acl`` for an external Mosquitto; each is replaced atomically.
 
-    Mosquitto reads them at start and on SIGHUP.
+    Mosquitto reads them at start and on SIGHUP. The files are mode 0640: put them in a group
+    the broker's user belongs to.
     """
     directory.mkdir(parents=True, exist_ok=True)
     entries = store.secret_hashes() | {model.HUB_USERNAME: hub_secret_hash}
@@ -89,4 +90,5 @@ def _replace(path: Path, text: str) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(descriptor, "w") as handle:
         handle.write(text)
+    Path(temporary).chmod(0o640)
     Path(temporary).replace(path)

@@ -1,0 +1,182 @@
+"""Shared fixtures: free ports, a real hub in a child process, Mosquitto instances of our own.
+
+A test that needs a program the machine lacks skips with the reason, except under ``CI=true``,
+where it fails: CI installs everything the suite needs.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fleetmind.devices import model
+from fleetmind.devices.service import write_mosquitto_files
+from fleetmind.devices.store import DeviceStore
+
+
+def require(program: str) -> str:
+    """The path of ``program``; skip without it (fail in CI)."""
+    path = shutil.which(program)
+    if path is None:
+        message = f"{program} is not installed (the CI installs it from the system packages)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@dataclass
+class RunningHub:
+    url: str
+    token: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+
+    def add_device(self, name: str) -> dict[str, object]:
+        with self.api() as client:
+            response = client.post("/api/v1/devices", json={"name": name})
+            response.raise_for_status()
+            device: dict[str, object] = response.json()
+            return device
+
+    def stats(self) -> dict[str, object]:
+        with self.api() as client:
+            stats: dict[str, object] = client.get("/api/v1/stats/ingest").json()
+            return stats
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = os.environ | {"FLEETMIND_URL": self.url, "FLEETMIND_TOKEN": self.token}
+        return subprocess.run(
+            [sys.executable, "-m", "fleetmind", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+
+def start_hub(data_dir: Path, *extra: str) -> RunningHub:
+    http_port = free_port()
+    log = data_dir.with_name(data_dir.name + ".log")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fleetmind", "hub", "--data-dir", str(data_dir),
+             "--http-port", str(http_port), *extra],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"hub exited: {log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, timeout=60)
+    token = (data_dir / "admin.token").read_text().strip()
+    return RunningHub(url, token, data_dir, process, log)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    """A hub with the embedded broker, on free ports, for the tests of one module."""
+    running = start_hub(tmp_path_factory.mktemp("hub") / "data", "--mqtt-port", str(free_port()))
+    yield running
+    stop(running.process)
+
+
+@dataclass
+class Mosquitto:
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes]
+
+
+def mosquitto_conf(directory: Path, port: int) -> Path:
+    conf = directory / "mosquitto.conf"
+    conf.write_text(
+        "user root\n"  # only read when started as root: keep access to our files
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous false\n"
+        f"password_file {directory / 'passwd'}\n"
+        f"acl_file {directory / 'acl'}\n"
+        "persistence false\n"
+        "max_queued_messages 1000000\n"
+        "max_inflight_messages 0\n"
+    )
+    return conf
+
+
+def start_mosquitto(directory: Path, port: int) -> Mosquitto:
+    """Mosquitto with FleetMind's password and ACL files in ``directory`` (written before)."""
+    binary = require("mosquitto")
+    conf = mosquitto_conf(directory, port)
+    log = (directory / "mosquitto.log").open("wb")
+    process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    (directory / "mosquitto.pid").write_text(f"{process.pid}\n")
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            raise AssertionError((directory / "mosquitto.log").read_text())
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, timeout=10)
+    return Mosquitto(port, directory, process)
+
+
+def mosquitto_for_store(directory: Path, store: DeviceStore, hub_secret: str) -> Mosquitto:
+    write_mosquitto_files(directory, store, model.hash_secret(hub_secret))
+    return start_mosquitto(directory, free_port())
+
+
+def device_json(device: dict[str, object]) -> str:
+    return json.dumps(device)
