@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from fleetmind.devices import model
 from fleetmind.devices.service import write_mosquitto_files
 from fleetmind.devices.store import DeviceStore
+from fleetmind.wire import status, topics
 
 
 def require(program: str) -> str:
@@ -180,3 +183,28 @@ def mosquitto_for_store(directory: Path, store: DeviceStore, hub_secret: str) ->
 
 def device_json(device: dict[str, object]) -> str:
     return json.dumps(device)
+
+
+def connect(device: dict[str, object], *, will: bool = False) -> mqtt.Client:
+    creds = device["mqtt"]
+    assert isinstance(creds, dict)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=str(device["id"]))
+    client.username_pw_set(creds["username"], creds["password"])
+    if will:
+        offline = status.encode(status.Status("offline", "boot-1"))
+        client.will_set(topics.status(str(device["id"])), offline, qos=1, retain=True)
+    client.connect(creds["host"], creds["port"])
+    client.loop_start()
+    wait_until(client.is_connected)
+    return client
+
+
+def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
+    client.publish(topic, payload, qos=1).wait_for_publish(timeout=10)
+
+
+def publish_as(device: dict[str, object], topic: str, payload: bytes) -> None:
+    client = connect(device)
+    publish(client, topic, payload)
+    client.disconnect()
+    client.loop_stop()

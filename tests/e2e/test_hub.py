@@ -7,29 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import cbor2
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import RunningHub, require, wait_until
+from conftest import RunningHub, connect, publish, require, wait_until
 from fleetmind.wire import senml, status, topics
-
-
-def connect(device: dict[str, object], *, will: bool = False) -> mqtt.Client:
-    creds = device["mqtt"]
-    assert isinstance(creds, dict)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=str(device["id"]))
-    client.username_pw_set(creds["username"], creds["password"])
-    if will:
-        offline = status.encode(status.Status("offline", "boot-1"))
-        client.will_set(topics.status(str(device["id"])), offline, qos=1, retain=True)
-    client.connect(creds["host"], creds["port"])
-    client.loop_start()
-    wait_until(client.is_connected)
-    return client
-
-
-def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
-    client.publish(topic, payload, qos=1).wait_for_publish(timeout=10)
 
 
 def points(hub: RunningHub, device: str, metric: str, **params: str) -> list[dict[str, object]]:

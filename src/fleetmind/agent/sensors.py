@@ -20,6 +20,8 @@ class Environment:
     rng: random.Random = field(init=False)
     phase: float = field(init=False)
     drift_per_day: float = field(init=False)
+    #: when the device first read its sensors; drift grows from there
+    origin: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -29,6 +31,11 @@ class Environment:
     def daily(self, t: float) -> float:
         """-1..1 over a day, peaking in the afternoon, shifted per device."""
         return math.sin(2 * math.pi * t / DAY_S + self.phase)
+
+    def drift(self, t: float) -> float:
+        if self.origin is None:
+            self.origin = t
+        return self.drift_per_day * (t - self.origin) / DAY_S
 
     def noise(self, sigma: float) -> float:
         return self.rng.gauss(0, sigma)
@@ -46,7 +53,7 @@ class SensorDescription:
 SIMULATED_SENSORS: tuple[SensorDescription, ...] = (
     SensorDescription(
         "temperature", "Cel", -40, 85,
-        lambda env, t: 21 + 4 * env.daily(t) + env.drift_per_day * t / DAY_S + env.noise(0.15),
+        lambda env, t: 21 + 4 * env.daily(t) + env.drift(t) + env.noise(0.15),
     ),
     SensorDescription(
         "humidity", "%RH", 0, 100,

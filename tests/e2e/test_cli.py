@@ -1,0 +1,59 @@
+"""The fleetmind command against a real hub: JSON for scripts, one-line errors."""
+
+import json
+import subprocess
+import sys
+import time
+
+from conftest import RunningHub, publish_as, wait_until
+from fleetmind.wire import senml, topics
+
+
+def test_help_lists_every_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fleetmind", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("hub", "agent", "sim", "demo", "device", "telemetry"):
+        assert command in result.stdout
+
+
+def test_device_add_list_and_telemetry_query(hub: RunningHub) -> None:
+    added = json.loads(hub.cli("device", "add", "cli-1").stdout)
+    assert added["id"] == "cli-1"
+    assert set(added["mqtt"]) >= {"host", "port", "username", "password"}
+    listed = json.loads(hub.cli("device", "list", "--json").stdout)
+    assert "cli-1" in [device["id"] for device in listed]
+
+    now = time.time()
+    readings = [senml.Reading("temp", now - 60 + s, float(s)) for s in range(60)]
+    publish_as(added, topics.telemetry("cli-1"), senml.encode_cbor(readings, boot="b", seq=0))
+
+    def query(*extra: str) -> list[dict[str, object]]:
+        result = hub.cli("telemetry", "query", "cli-1", "temp", "--since", "5m", "--json", *extra)
+        points: list[dict[str, object]] = json.loads(result.stdout)["points"]
+        return points
+
+    assert len(wait_until(lambda: len(query()) == 60 and query())) == 60
+    counts = query("--bucket", "1h", "--agg", "count")
+    assert sum(point["value"] for point in counts) == 60  # type: ignore[misc]
+
+
+def test_errors_are_one_clear_line(hub: RunningHub) -> None:
+    missing = hub.cli("device", "get", "no-such-device", check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().count("\n") == 0
+    assert "404" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    unreachable = subprocess.run(
+        [sys.executable, "-m", "fleetmind", "device", "list",
+         "--url", "http://127.0.0.1:9", "--token", "fm_x"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert unreachable.returncode == 1
+    assert "cannot reach the hub" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
+
+    bad_duration = hub.cli("telemetry", "query", "cli-1", "temp", "--since", "ten", check=False)
+    assert bad_duration.returncode == 1
+    assert "invalid duration" in bad_duration.stderr
