@@ -185,7 +185,7 @@ def device_json(device: dict[str, object]) -> str:
     return json.dumps(device)
 
 
-def connect(device: dict[str, object], *, will: bool = False) -> mqtt.Client:
+def connect(device: dict[str, object], *, will: bool = False, timeout: float = 20) -> mqtt.Client:
     creds = device["mqtt"]
     assert isinstance(creds, dict)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=str(device["id"]))
@@ -195,7 +195,7 @@ def connect(device: dict[str, object], *, will: bool = False) -> mqtt.Client:
         client.will_set(topics.status(str(device["id"])), offline, qos=1, retain=True)
     client.connect(creds["host"], creds["port"])
     client.loop_start()
-    wait_until(client.is_connected)
+    wait_until(client.is_connected, timeout=timeout)
     return client
 
 
