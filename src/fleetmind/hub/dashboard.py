@@ -139,7 +139,8 @@ def mount(app: FastAPI, hub: Hub) -> None:
             ui.label(f"There is no device {device_id!r}.").classes("text-h6")
             ui.link("Back to the fleet", "/")
             return None
-        ui.label(f"{device.name} ({device.id})").classes("text-h5")
+        title = device.id if device.name == device.id else f"{device.name} ({device.id})"
+        ui.label(title).classes("text-h5")
         state = ui.label()
         empty = ui.label("No telemetry in the last hour yet.")
         grid = ui.grid(columns=2).classes("w-full")

@@ -1,0 +1,85 @@
+"""The dashboard in a real browser (the system's Chromium): fleet page and live device chart."""
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from conftest import RunningHub, require
+
+DEVICES = 5
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = require("chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def fleet(hub: RunningHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A small simulated fleet sending while the browser looks."""
+    state = tmp_path_factory.mktemp("dash-sim")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fleetmind", "sim", "--devices", str(DEVICES), "--rate", "2",
+         "--duration", "90", "--prefix", "dash", "--url", hub.url, "--token", hub.token,
+         "--data-dir", str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    yield
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def sign_in(page: Page, hub: RunningHub) -> None:
+    page.goto(hub.url)
+    expect(page).to_have_url(f"{hub.url}/login")
+    page.get_by_label("API token").fill("fm_not-a-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("That token is not valid.")).to_be_visible()
+    page.get_by_label("API token").fill(hub.token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{hub.url}/")
+
+
+def test_fleet_page_lists_devices_and_device_page_draws_a_chart(
+    hub: RunningHub, browser: Browser, fleet: None, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    sign_in(page, hub)
+    for index in range(DEVICES):
+        row = page.locator("tr", has_text=f"dash-{index:04d}")
+        expect(row).to_be_visible(timeout=30_000)
+        expect(row.get_by_text("online")).to_be_visible(timeout=30_000)
+    expect(page.locator("tr", has_text="dash-0000")).to_contain_text("temperature", timeout=30_000)
+
+    page.get_by_role("link", name="dash-0000").click()
+    expect(page).to_have_url(f"{hub.url}/devices/dash-0000")
+    charts = page.locator(".nicegui-echart")
+    expect(charts).to_have_count(4, timeout=30_000)
+    chart_id = int((charts.first.get_attribute("id") or "c0").removeprefix("c"))
+    points = page.wait_for_function(
+        "id => { const c = getElement(id).chart; const s = c && c.getOption().series;"
+        " return s && s[0].data.length >= 3 && s[0].data.length; }",
+        arg=chart_id,
+        timeout=30_000,
+    ).json_value()
+    assert points >= 3
+    assert page.locator(".nicegui-echart canvas").count() >= 4
+    page.screenshot(path=tmp_path / "device.png")
+
+
+def test_pages_need_a_signed_in_browser(hub: RunningHub, browser: Browser) -> None:
+    page = browser.new_page()
+    page.goto(f"{hub.url}/devices/dash-0000")
+    expect(page).to_have_url(f"{hub.url}/login")
