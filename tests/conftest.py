@@ -145,15 +145,9 @@ class Mosquitto:
 
 def mosquitto_conf(directory: Path, port: int) -> Path:
     conf = directory / "mosquitto.conf"
+    # "user root" is read only when started as root: it keeps access to our files
     conf.write_text(
-        "user root\n"  # only read when started as root: keep access to our files
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous false\n"
-        f"password_file {directory / 'passwd'}\n"
-        f"acl_file {directory / 'acl'}\n"
-        "persistence false\n"
-        "max_queued_messages 1000000\n"
-        "max_inflight_messages 0\n"
+        model.mosquitto_config(str(directory), "127.0.0.1", port) + "user root\npersistence false\n"
     )
     return conf
 

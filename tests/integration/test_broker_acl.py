@@ -1,5 +1,6 @@
 """Authentication and topic ACL, against the embedded broker (amqtt) and Mosquitto."""
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -20,6 +21,7 @@ from fleetmind.devices.service import DeviceService, write_mosquitto_files
 from fleetmind.devices.store import DeviceStore
 from fleetmind.hub.broker import EmbeddedBroker
 from fleetmind.hub.registry import create_engine, migrate
+from fleetmind.transport.paho import AsyncClient
 
 HUB_SECRET = model.new_secret()
 
@@ -171,3 +173,28 @@ def test_a_device_reads_only_its_own_down(broker: Broker) -> None:
     ]
     for client in (hub, d1, d2):
         client.close()
+
+
+def test_acknowledged_messages_survive_an_abrupt_disconnect(broker: Broker) -> None:
+    """Every message the broker acknowledged reaches the hub, even when the device vanishes
+    right after the last acknowledgement."""
+    hub = Client(broker.port, "_hub", HUB_SECRET)
+    hub.subscribe("fm/v1/d/+/up/#")
+
+    async def burst() -> None:
+        device = AsyncClient(
+            client_id="d1", username="d1", password=broker.secrets["d1"], max_inflight=200
+        )
+        await device.connect("127.0.0.1", broker.port)
+        topic = "fm/v1/d/d1/up/telemetry"
+        await asyncio.gather(*(device.publish(topic, b"%d" % n) for n in range(2000)))
+        device.abort()
+
+    asyncio.run(burst())
+    received = {payload for _, payload in hub.drain(until=b"1999", timeout=30)}
+    deadline = time.monotonic() + 10
+    while len(received) < 2000 and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            received.add(hub.received.get(timeout=0.5)[1])
+    assert len(received) == 2000
+    hub.close()

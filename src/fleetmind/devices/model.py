@@ -129,3 +129,17 @@ def mosquitto_acl_file() -> str:
         f"pattern read {root}/d/%u/down/#\n"
         f"pattern read {root}/fleet/down/#\n"
     )
+
+
+def mosquitto_config(directory: str, host: str, port: int) -> str:
+    """A ``mosquitto.conf`` for FleetMind: no anonymous clients, our password and ACL files,
+    and queues deep enough that a hub restart does not drop what devices sent meanwhile."""
+    return (
+        "# Written by FleetMind.\n"
+        f"listener {port} {host}\n"
+        "allow_anonymous false\n"
+        f"password_file {directory}/passwd\n"
+        f"acl_file {directory}/acl\n"
+        "max_queued_messages 1000000\n"
+        "max_inflight_messages 0\n"
+    )

@@ -65,7 +65,7 @@ class Hub:
         self.telemetry = TelemetryService(self.store, self.ingestor.stats)
         self.session_secret = read_or_create_secret(settings.data_dir / SESSION_SECRET_FILE)
         self._broker: EmbeddedBroker | None = None
-        self._subscriber: BatchSubscriber | None = None
+        self._subscribers: list[BatchSubscriber] = []
         self.admin_token: str | None = None
         self.mqtt = self._endpoint()
 
@@ -102,28 +102,38 @@ class Hub:
                 address.host, address.port, self.settings.registry, self._hub_secret_hash
             )
             self._broker.start()
-            topic_filter = topics.UPLINK_FILTER  # amqtt has no shared subscriptions
+            # amqtt has no shared subscriptions: one connection receives everything
+            topic_filter, connections = topics.UPLINK_FILTER, 1
         else:
             self._credentials_changed()
             topic_filter = f"$share/hub/{topics.UPLINK_FILTER}"
-        self._subscriber = BatchSubscriber(
-            address,
-            topic_filter,
-            UplinkConsumer(self.ingestor, self.devices),
-            client_id=f"{model.HUB_USERNAME}-{address.port}",
-            max_batch=self.settings.ingest_max_batch,
-            max_wait=self.settings.ingest_max_wait_ms / 1000,
+            connections = self.settings.ingest_connections
+        consumer = UplinkConsumer(self.ingestor, self.devices)
+        for index in range(connections):
+            subscriber = BatchSubscriber(
+                address,
+                topic_filter,
+                consumer,
+                client_id=f"{model.HUB_USERNAME}-{address.port}-{index}",
+                max_batch=self.settings.ingest_max_batch,
+                max_wait=self.settings.ingest_max_wait_ms / 1000,
+            )
+            subscriber.start(timeout=30)
+            self._subscribers.append(subscriber)
+        log.info(
+            "ingesting from the broker at %s:%d over %d connection(s)",
+            address.host,
+            address.port,
+            connections,
         )
-        self._subscriber.start(timeout=30)
-        log.info("ingesting from the broker at %s:%d", address.host, address.port)
 
     @property
     def ingesting(self) -> bool:
-        return self._subscriber is not None and self._subscriber.connected
+        return bool(self._subscribers) and all(sub.connected for sub in self._subscribers)
 
     def stop(self) -> None:
-        if self._subscriber is not None:
-            self._subscriber.stop()
+        for subscriber in self._subscribers:
+            subscriber.stop()
         if self._broker is not None:
             self._broker.stop()
         self.store.close()

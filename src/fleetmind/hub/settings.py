@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     registry_url: str | None = None
     ingest_max_batch: int = Field(default=5000, ge=1, le=100_000)
     ingest_max_wait_ms: int = Field(default=20, ge=1, le=5_000)
+    #: connections sharing the ingest load through a shared subscription (external broker)
+    ingest_connections: int = Field(default=1, ge=1, le=64)
     log_level: str = "INFO"
 
     @field_validator("broker_url")

@@ -182,6 +182,10 @@ def _known(labels: _Labels) -> frozenset[Any]:
 
 
 _KNOWN: Final = {JSON_LABELS: _known(JSON_LABELS), CBOR_LABELS: _known(CBOR_LABELS)}
+_BASE: Final = {
+    labels: frozenset((labels.bn, labels.bt, labels.bu, labels.bv, labels.bs, labels.bver))
+    for labels in (JSON_LABELS, CBOR_LABELS)
+}
 
 
 def _number(value: object, what: str) -> float:
@@ -208,6 +212,8 @@ def _resolve(  # noqa: PLR0912, PLR0915 - one pass over the records, kept flat f
     if len(records) > limits.max_records:
         raise LimitError(f"{len(records)} records exceed {limits.max_records}", reason="records")
     known = _KNOWN[labels]
+    base_labels = _BASE[labels]
+    value_labels = (labels.v, labels.vs, labels.vb, labels.vd, labels.s)
     prefixes = (f"{device_id}/", f"{device_id}:", f"{device_id}.")
     oldest, newest = now - limits.max_age_s, now + limits.max_future_s
     base_name, base_time, base_unit, base_value, base_sum = "", 0.0, None, 0.0, 0.0
@@ -224,29 +230,27 @@ def _resolve(  # noqa: PLR0912, PLR0915 - one pass over the records, kept flat f
     for record in records:
         if not isinstance(record, dict):
             raise DecodeError("every SenML record is a map", reason="type")
-        unknown = record.keys() - known
-        if unknown and any(isinstance(key, str) and key.endswith("_") for key in unknown):
-            raise DecodeError("must-understand field not supported", reason="field")
-        if (bver := record.get(labels.bver)) is not None and (
-            isinstance(bver, bool) or not isinstance(bver, int) or bver > 10
+        if not known.issuperset(record) and any(
+            isinstance(key, str) and key.endswith("_") for key in record.keys() - known
         ):
-            raise DecodeError("unsupported SenML version", reason="field")
-        if (value := record.get(labels.bn)) is not None:
-            base_name = _text(value, "bn")
-        if (value := record.get(labels.bt)) is not None:
-            base_time = _number(value, "bt")
-        if labels.bu in record:
-            base_unit = record[labels.bu] and _text(record[labels.bu], "bu")
-        if (value := record.get(labels.bv)) is not None:
-            base_value = _number(value, "bv")
-        if (value := record.get(labels.bs)) is not None:
-            base_sum = _number(value, "bs")
+            raise DecodeError("must-understand field not supported", reason="field")
+        if not base_labels.isdisjoint(record):  # most records carry no base field
+            if (bver := record.get(labels.bver)) is not None and (
+                isinstance(bver, bool) or not isinstance(bver, int) or bver > 10
+            ):
+                raise DecodeError("unsupported SenML version", reason="field")
+            if (value := record.get(labels.bn)) is not None:
+                base_name = _text(value, "bn")
+            if (value := record.get(labels.bt)) is not None:
+                base_time = _number(value, "bt")
+            if labels.bu in record:
+                base_unit = record[labels.bu] and _text(record[labels.bu], "bu")
+            if (value := record.get(labels.bv)) is not None:
+                base_value = _number(value, "bv")
+            if (value := record.get(labels.bs)) is not None:
+                base_sum = _number(value, "bs")
         name_part = record.get(labels.n)
-        values_present = [
-            label
-            for label in (labels.v, labels.vs, labels.vb, labels.vd, labels.s)
-            if label in record
-        ]
+        values_present = [label for label in value_labels if label in record]
         if name_part is None and not values_present:
             continue  # a record carrying base fields only
         name = base_name + ("" if name_part is None else _text(name_part, "n"))
