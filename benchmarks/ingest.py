@@ -94,8 +94,7 @@ async def connect_all(devices: list[Credentials]) -> list[AsyncClient]:
 async def _publish_share(devices: list[Credentials], count: int, boot: str, go: float) -> float:
     clients = await connect_all(devices)
     own = [packs(count, boot, int(d.username.split("-")[1]), DEVICES) for d in devices]
-    while time.time() < go:
-        await asyncio.sleep(0.001)
+    await asyncio.sleep(max(0.0, go - time.time()))
     started = time.monotonic()
 
     async def one_device(client: AsyncClient, device: Credentials, payloads: list[bytes]) -> None:
@@ -121,7 +120,9 @@ def publish_all(devices: list[Credentials], count: int, boot: str, processes: in
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=context) as pool:
         shares = [devices[index::processes] for index in range(processes)]
-        starts = list(pool.map(_publisher, shares, *zip(*[(count, boot, go)] * processes)))
+        starts = list(
+            pool.map(_publisher, shares, [count] * processes, [boot] * processes, [go] * processes)
+        )
     return min(starts)
 
 
@@ -271,7 +272,65 @@ def raw_subscriber(broker: Broker, expected: int) -> tuple[threading.Event, list
     return done, last
 
 
-async def run(
+def raw_phase(broker: Broker, devices: list[Credentials], messages: int, publishers: int) -> float:
+    """Messages per second through the broker alone, to a plain paho subscriber."""
+    done, last = raw_subscriber(broker, messages)
+    started = publish_all(devices, messages, "raw", publishers)
+    if not done.wait(120):
+        raise RuntimeError(f"the raw subscriber received {done.count[0]} of {messages} messages")  # type: ignore[attr-defined]
+    done.client.loop_stop()  # type: ignore[attr-defined]
+    done.client.disconnect()  # type: ignore[attr-defined]
+    return messages / (last[0] - started)
+
+
+def durable_phase(hub: Hub, devices: list[Credentials], messages: int, publishers: int) -> float:
+    """Messages per second from the first publish until the last row is in the store."""
+    base = hub.rows()
+    started = publish_all(devices, messages, "durable", publishers)
+    target = base + messages * len(METRICS)
+    while hub.rows() < target:
+        time.sleep(0.005)
+    return messages / (time.monotonic() - started)
+
+
+def latency_phase(hub: Hub, devices: list[Credentials], rate: float, seconds: float) -> np.ndarray:
+    """Publish-to-queryable latency (ms) of every message sent at ``rate``."""
+    count = int(rate * seconds)
+    base = hub.rows()
+    arrivals: list[tuple[float, int]] = []
+
+    def poll() -> None:
+        deadline = time.monotonic() + seconds + 120
+        with httpx.Client(base_url=hub.url, headers=hub.api.headers, timeout=30) as api:
+            while time.monotonic() < deadline:
+                rows = api.get("/api/v1/stats/ingest").json()["rows_stored"] - base
+                arrivals.append((time.monotonic(), rows))
+                if rows >= count * len(METRICS):
+                    return
+                time.sleep(0.002)
+
+    async def publish() -> list[float]:
+        clients = await connect_all(devices)
+        names = [device.username for device in devices]
+        sent = await publish_at_rate(clients, names, packs(count, "latency"), rate)
+        for client in clients:
+            client.abort()
+        return sent
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    sent = asyncio.run(publish())
+    poller.join()
+    times = np.array([moment for moment, _ in arrivals])
+    covered = np.array([rows for _, rows in arrivals]) // len(METRICS)
+    if covered[-1] < count:
+        raise RuntimeError(f"only {covered[-1]} of {count} messages became queryable")
+    # the first poll whose count covers message i
+    first = np.searchsorted(covered, np.arange(1, count + 1), side="left")
+    return (times[first] - np.array(sent)) * 1000
+
+
+def run(
     kind: str, messages: int, rate: float, latency_s: float, publishers: int, work: Path
 ) -> dict[str, Any]:
     broker = Broker(kind, work)
@@ -279,67 +338,25 @@ async def run(
     if kind == "mosquitto":
         broker.start_mosquitto()
     hub = Hub(data_dir, *broker.hub_args())
-    devices = []
-    for index in range(DEVICES):
-        created = hub.api.post("/api/v1/devices", json={"name": f"bench-{index:03d}"}).json()
-        devices.append(Credentials.from_device(created))
+    devices = [
+        Credentials.from_device(
+            hub.api.post("/api/v1/devices", json={"name": f"bench-{index:03d}"}).json()
+        )
+        for index in range(DEVICES)
+    ]
     hub.stop()
-    if kind == "mosquitto":
-        broker.stop_mosquitto()  # forget the hub's session: the raw phase runs without it
+    broker.stop_mosquitto()  # forget the hub's session: the raw phase runs without it
 
-    # 1. raw pass-through
     broker.start_standalone(data_dir)
-    done, last = raw_subscriber(broker, messages)
-    started = publish_all(devices, messages, "raw", publishers)
-    if not done.wait(120):
-        raise RuntimeError(f"the raw subscriber received {done.count[0]} of {messages} messages")
-    raw_rate = messages / (last[0] - started)
-    done.client.loop_stop()  # type: ignore[attr-defined]
-    done.client.disconnect()  # type: ignore[attr-defined]
+    raw_rate = raw_phase(broker, devices, messages, publishers)
     broker.stop_standalone()
 
-    # 2. durable hub ingest
     if kind == "mosquitto":
         broker.start_mosquitto()
     hub = Hub(data_dir, *broker.hub_args())
     time.sleep(1)  # Mosquitto reloads the files the hub rewrote
-    base = hub.rows()
-    started = publish_all(devices, messages, "durable", publishers)
-    target = base + messages * len(METRICS)
-    while (rows := hub.rows()) < target:
-        await asyncio.sleep(0.005)
-    durable_rate = messages / (time.monotonic() - started)
-    stored = rows - base
-
-    # 3. latency at a fixed rate
-    count = int(rate * latency_s)
-    base = hub.rows()
-    arrivals: list[tuple[float, int]] = []
-    stop = threading.Event()
-
-    def poll() -> None:
-        with httpx.Client(base_url=hub.url, headers=hub.api.headers, timeout=30) as api:
-            while not stop.is_set():
-                rows = api.get("/api/v1/stats/ingest").json()["rows_stored"] - base
-                arrivals.append((time.monotonic(), rows))
-                if rows >= count * len(METRICS):
-                    return
-                time.sleep(0.002)
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    clients = await connect_all(devices)
-    names = [device.username for device in devices]
-    sent = await publish_at_rate(clients, names, packs(count, "latency"), rate)
-    poller.join(timeout=120)
-    stop.set()
-    times = np.array([moment for moment, _ in arrivals])
-    covered = np.array([rows for _, rows in arrivals]) // len(METRICS)
-    # the first poll whose count covers message i
-    first = np.searchsorted(covered, np.arange(1, count + 1), side="left")
-    latencies = (times[np.minimum(first, len(times) - 1)] - np.array(sent)) * 1000
-    for client in clients:
-        client.abort()
+    durable_rate = durable_phase(hub, devices, messages, publishers)
+    latencies = latency_phase(hub, devices, rate, latency_s)
     hub.stop()
     broker.stop_standalone()
     return {
@@ -351,9 +368,8 @@ async def run(
         "hub_durable_msgs_per_s": round(durable_rate),
         "hub_durable_points_per_s": round(durable_rate * len(METRICS)),
         "ratio": round(durable_rate / raw_rate, 3),
-        "rows_stored": stored,
         "latency_rate_msgs_per_s": rate,
-        "latency_messages": count,
+        "latency_messages": len(latencies),
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
         "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1),
         "publisher_processes": publishers,
@@ -372,8 +388,8 @@ def main() -> None:
     args = parser.parse_args()
     messages = args.messages or (100_000 if args.broker == "mosquitto" else 10_000)
     with tempfile.TemporaryDirectory(prefix="fleetmind-bench-") as work:
-        result = asyncio.run(
-            run(args.broker, messages, args.rate, args.latency_seconds, args.publishers, Path(work))
+        result = run(
+            args.broker, messages, args.rate, args.latency_seconds, args.publishers, Path(work)
         )
     print(json.dumps(result))
 
