@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from conftest import RunningHub, publish_as, wait_until
 from fleetmind.wire import senml, topics
@@ -57,3 +58,26 @@ def test_errors_are_one_clear_line(hub: RunningHub) -> None:
     bad_duration = hub.cli("telemetry", "query", "cli-1", "temp", "--since", "ten", check=False)
     assert bad_duration.returncode == 1
     assert "invalid duration" in bad_duration.stderr
+
+
+def test_agent_command_sends_telemetry(hub: RunningHub, tmp_path: Path) -> None:
+    added = hub.cli("device", "add", "cli-agent").stdout
+    credentials = tmp_path / "cli-agent.json"
+    credentials.write_text(added)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "fleetmind", "agent", "--credentials", str(credentials),
+         "--rate", "5"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+
+        def temperatures() -> int:
+            result = hub.cli("telemetry", "query", "cli-agent", "temperature", "--json")
+            return len(json.loads(result.stdout)["points"])
+
+        assert wait_until(lambda: temperatures() >= 5, timeout=30)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    assert b"Traceback" not in (agent.stderr.read() if agent.stderr else b"")

@@ -60,6 +60,9 @@ CBOR_LABELS: Final = _Labels(
     bn=-2, bt=-3, bu=-4, bv=-5, bs=-6, bver=-1,
     n=0, u=1, v=2, vs=3, vb=4, vd=8, s=5, t=6, ut=7,
 )  # fmt: skip
+#: names seen valid before: a fleet repeats a few names in every pack, a regex per record is waste
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_KEPT: Final = 100_000
 BOOT_LABEL: Final = "bid"
 SEQ_LABEL: Final = "seq"
 
@@ -258,8 +261,11 @@ def _resolve(  # noqa: PLR0912, PLR0915 - one pass over the records, kept flat f
             name = name[len(device_id) + 1 :]
         if len(name) > limits.max_name_length:
             raise LimitError(f"name longer than {limits.max_name_length}", reason="name")
-        if not NAME_PATTERN.fullmatch(name):
-            raise DecodeError(f"invalid SenML name {name[:40]!r}", reason="name")
+        if name not in _VALID_NAMES:
+            if not NAME_PATTERN.fullmatch(name):
+                raise DecodeError(f"invalid SenML name {name[:40]!r}", reason="name")
+            if len(_VALID_NAMES) < _VALID_NAMES_KEPT:
+                _VALID_NAMES.add(name)
         if len(values_present) != 1:
             raise DecodeError(f"record {name!r} needs exactly one value or sum", reason="value")
         time = base_time + (_number(record[labels.t], "t") if labels.t in record else 0.0)
