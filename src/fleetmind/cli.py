@@ -5,6 +5,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -130,13 +131,14 @@ def hub(
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
     def ready(running: Hub, url: str) -> None:
-        out.print(f"FleetMind hub: dashboard {url}/  API {url}/docs")
+        out.print(f"FleetMind hub: dashboard {url}/  API {url}/docs", soft_wrap=True)
         out.print(f"MQTT broker: {running.mqtt.host}:{running.mqtt.port}")
         if running.admin_token is not None:
             out.print(
                 f"Admin token (shown once, also in {data_dir / 'admin.token'}):"
                 f" {running.admin_token}",
                 highlight=False,
+                soft_wrap=True,
             )
 
     serve(settings, ready)
@@ -253,16 +255,23 @@ def demo(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Start a hub with the embedded broker and a simulated fleet; run until Ctrl-C."""
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the hub on SIGTERM as on Ctrl-C
+    data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "hub.url").unlink(missing_ok=True)
-    hub_process = subprocess.Popen(
-        [sys.executable, "-m", "fleetmind", "hub", "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL,
-    )
+    log = data_dir / "hub.log"
+    with log.open("ab") as log_file:
+        hub_process = subprocess.Popen(
+            [sys.executable, "-m", "fleetmind", "hub", "--data-dir", str(data_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
     try:
         url = _wait_for_hub(data_dir, hub_process)
         token = (data_dir / "admin.token").read_text().strip()
-        out.print(f"\n[bold]FleetMind demo[/bold]: dashboard {url}/  (API {url}/docs)")
-        out.print(f"Admin token: {token}\n", highlight=False)
+        out.print(f"\n[bold]FleetMind demo[/bold] (hub log: {log})", soft_wrap=True)
+        out.print(f"Dashboard: {url}/", soft_wrap=True)
+        out.print(f"API:       {url}/docs", soft_wrap=True)
+        out.print(f"Admin token: {token}\n", highlight=False, soft_wrap=True)
         out.print(f"Running {devices} simulated devices; Ctrl-C stops the demo.")
         sim(
             devices=devices,
@@ -279,6 +288,10 @@ def demo(
     finally:
         hub_process.terminate()
         hub_process.wait(timeout=30)
+
+
+def _interrupt(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_for_hub(data_dir: Path, process: "subprocess.Popen[bytes]", timeout: float = 60) -> str:

@@ -1,6 +1,7 @@
 """The real hub (child process, embedded broker): API, ingest from MQTT, bad input, dedupe."""
 
 import json
+import stat
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -163,3 +164,12 @@ def test_connectivity_follows_birth_and_last_will(hub: RunningHub) -> None:
     client.loop_stop()
     client.socket().close()  # drop without DISCONNECT: the broker publishes the will
     wait_until(lambda: not state(), timeout=60)
+
+
+def test_admin_token_is_private_and_printed_once(hub: RunningHub) -> None:
+    token_file = hub.data_dir / "admin.token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((hub.data_dir / "hub.secret").stat().st_mode) == 0o600
+    assert hub.log.read_text().count(hub.token) == 1
+    with hub.api() as api:
+        assert api.get("/healthz").json() == {"status": "ok"}

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from fleetmind.agent.backoff import Backoff
 from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Entry, MemoryOutbox, Outbox
 from fleetmind.agent.sensors import (
@@ -32,6 +33,9 @@ class AgentConfig:
     sensors: Sequence[SensorDescription] = SIMULATED_SENSORS
     seed: int = 0
     anomalies: AnomalyPlan = field(default_factory=AnomalyPlan)
+    #: reconnect delays grow from the first to the cap (full jitter)
+    reconnect_first_s: float = 0.5
+    reconnect_cap_s: float = 30.0
 
 
 @dataclass(slots=True)
@@ -48,7 +52,12 @@ class Agent:
         self.config = config
         self.boot_id = uuid.uuid4().hex[:16]
         self.outbox = outbox if outbox is not None else MemoryOutbox()
-        self.uplink = Uplink(config.credentials, self.outbox, boot_id=self.boot_id)
+        self.uplink = Uplink(
+            config.credentials,
+            self.outbox,
+            boot_id=self.boot_id,
+            backoff=Backoff(config.reconnect_first_s, config.reconnect_cap_s),
+        )
         self.stats = AgentStats()
         self._environment = Environment(config.seed)
         self._pending: list[senml.Reading] = []

@@ -1,0 +1,51 @@
+"""The agent's uplink against a real broker that goes away and comes back."""
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+from conftest import free_port, wait_until
+from fleetmind.agent.agent import Agent, AgentConfig
+from fleetmind.agent.credentials import Credentials
+from fleetmind.devices import model
+from fleetmind.devices.service import DeviceService
+from fleetmind.devices.store import DeviceStore
+from fleetmind.hub.broker import EmbeddedBroker
+from fleetmind.hub.registry import create_engine, migrate
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_agent_reconnects_and_resends_everything_it_sealed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    engine = create_engine(url)
+    migrate(engine)
+    secret = DeviceService(DeviceStore(engine)).add("d1").secret
+    port = free_port()
+    broker = EmbeddedBroker("127.0.0.1", port, url, model.hash_secret(model.new_secret()))
+    broker.start()
+    wait_until(lambda: listening(port))
+    credentials = Credentials("127.0.0.1", port, "d1", secret)
+    agent = Agent(
+        AgentConfig(credentials, sample_hz=10, reconnect_first_s=0.1, reconnect_cap_s=0.5)
+    )
+
+    async def scenario() -> None:
+        run = asyncio.create_task(agent.run_for(6, drain_timeout=20))
+        await asyncio.sleep(1.5)
+        broker.stop()  # the broker vanishes mid-stream
+        await asyncio.sleep(1.5)
+        broker.start()
+        await run
+
+    started = time.monotonic()
+    asyncio.run(scenario())
+    broker.stop()
+    assert time.monotonic() - started < 30
+    assert agent.uplink.stats.connects >= 2
+    assert len(agent.outbox) == 0
+    assert agent.uplink.stats.readings_acked == agent.stats.readings_accepted > 0
