@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -53,7 +54,7 @@ DEFAULT_DATA_DIR = Path(".fleetmind")
 
 
 def _fail(message: str) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -108,11 +109,14 @@ def hub(
     log_level: Annotated[str, typer.Option(envvar="FLEETMIND_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Run the hub: API, dashboard, ingest, and the embedded broker unless one is given."""
-    from pydantic import ValidationError
+    try:
+        from pydantic import ValidationError
 
-    from fleetmind.hub.runtime import Hub
-    from fleetmind.hub.server import serve
-    from fleetmind.hub.settings import Settings
+        from fleetmind.hub.runtime import Hub
+        from fleetmind.hub.server import serve
+        from fleetmind.hub.settings import Settings
+    except ImportError as exc:
+        _fail(f"the hub needs the hub extra (pip install 'fleetmind[hub]'): {exc}")
 
     try:
         settings = Settings(
@@ -407,5 +411,5 @@ def main() -> None:
 
 
 def _print_error(exc: Exception) -> NoReturn:
-    err.print(f"[red]error:[/red] {exc}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     sys.exit(1)
