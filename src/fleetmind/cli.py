@@ -161,16 +161,25 @@ def agent(
         ),
     ],
     rate: Annotated[float, typer.Option(min=0.01, max=1000, help="Samples per second.")] = 1.0,
+    state_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="FLEETMIND_AGENT_STATE_DIR", help="The outbox and last known settings."
+        ),
+    ] = Path(".fleetmind-agent"),
 ) -> None:
     """Run one agent with the simulated sensors until Ctrl-C."""
     from fleetmind.agent.agent import Agent, AgentConfig
+    from fleetmind.agent.settings import AgentSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         device = Credentials.load(credentials)
     except ValueError as exc:
         _fail(str(exc))
-    running = Agent(AgentConfig(credentials=device, sample_hz=rate))
+    running = Agent(
+        AgentConfig(credentials=device, settings=AgentSettings(sample_hz=rate), state_dir=state_dir)
+    )
     out.print(f"agent {device.username} -> {device.host}:{device.port} (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(running.run())
@@ -190,12 +199,18 @@ def sim(
     url: Url = None,
     token: Token = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Durable outboxes, one directory per device (default: in memory)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run N real agents with simulated sensors against a hub, then summarise."""
     from fleetmind.sim.fleet import Fleet, FleetConfig, device_names, provision
 
-    config = FleetConfig(devices=devices, rate_hz=rate, duration_s=duration, prefix=prefix)
+    config = FleetConfig(
+        devices=devices, rate_hz=rate, duration_s=duration, prefix=prefix, state_dir=state_dir
+    )
     with _hub(url, token, data_dir) as client, _progress() as progress:
         task = progress.add_task("provisioning", total=devices)
         try:

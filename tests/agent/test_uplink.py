@@ -8,6 +8,7 @@ from pathlib import Path
 from conftest import free_port, wait_until
 from fleetmind.agent.agent import Agent, AgentConfig
 from fleetmind.agent.credentials import Credentials
+from fleetmind.agent.settings import AgentSettings
 from fleetmind.devices import model
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore
@@ -31,7 +32,12 @@ def test_agent_reconnects_and_resends_everything_it_sealed(tmp_path: Path) -> No
     wait_until(lambda: listening(port))
     credentials = Credentials("127.0.0.1", port, "d1", secret)
     agent = Agent(
-        AgentConfig(credentials, sample_hz=10, reconnect_first_s=0.1, reconnect_cap_s=0.5)
+        AgentConfig(
+            credentials,
+            settings=AgentSettings(sample_hz=10),
+            reconnect_first_s=0.1,
+            reconnect_cap_s=0.5,
+        )
     )
 
     async def scenario() -> None:
@@ -48,4 +54,5 @@ def test_agent_reconnects_and_resends_everything_it_sealed(tmp_path: Path) -> No
     assert time.monotonic() - started < 30
     assert agent.uplink.stats.connects >= 2
     assert len(agent.outbox) == 0
-    assert agent.uplink.stats.readings_acked == agent.stats.readings_accepted > 0
+    counters = agent.outbox.counters
+    assert counters.readings_acked == counters.readings_accepted > 0

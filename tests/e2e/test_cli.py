@@ -66,7 +66,7 @@ def test_agent_command_sends_telemetry(hub: RunningHub, tmp_path: Path) -> None:
     credentials.write_text(added)
     agent = subprocess.Popen(
         [sys.executable, "-m", "fleetmind", "agent", "--credentials", str(credentials),
-         "--rate", "5"],
+         "--rate", "5", "--state-dir", str(tmp_path / "state")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -1,6 +1,7 @@
 """The uplink: keeps one MQTT connection up and drains the outbox through it.
 
-Packs are published with QoS 1, up to ``max_inflight`` at a time, in sequence order; a pack leaves
+Packs are published with QoS 1, up to ``max_inflight`` at a time, in outbox order, no faster than
+a token bucket allows (a backlog replays quickly but does not flatten the hub); a pack leaves
 the outbox only when the broker acknowledged it. After a reconnect every unacknowledged pack is
 sent again; the hub recognises repeats by (device, boot, seq).
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from fleetmind.agent.backoff import Backoff
 from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Entry, Outbox
+from fleetmind.agent.ratelimit import TokenBucket
 from fleetmind.transport.paho import AsyncClient, TransportError
 from fleetmind.wire import status, topics
 
@@ -22,8 +24,6 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class UplinkStats:
     packs_sent: int = 0
-    packs_acked: int = 0
-    readings_acked: int = 0
     publish_failures: int = 0
     connects: int = 0
 
@@ -46,12 +46,15 @@ class Uplink:
         boot_id: str,
         max_inflight: int = 20,
         backoff: Backoff | None = None,
+        replay_rate: float = 200.0,
+        replay_burst: int = 400,
     ) -> None:
         self._credentials = credentials
         self._outbox = outbox
         self._boot_id = boot_id
         self._max_inflight = max_inflight
         self._backoff = backoff or Backoff()
+        self._bucket = TokenBucket(replay_rate, replay_burst)
         self._client: AsyncClient | None = None
         self.stats = UplinkStats()
         self.connected = asyncio.Event()
@@ -126,11 +129,12 @@ class Uplink:
         while not client.closed.is_set():
             self._outbox.changed.clear()
             for entry in self._outbox.pending(after=cursor, limit=self._max_inflight):
+                await self._bucket.take()
                 await window.acquire()
                 if client.closed.is_set():
                     window.release()
                     break
-                cursor = entry.seq
+                cursor = entry.id
                 task = asyncio.create_task(self._send(client, topic, entry, window))
                 sending.add(task)
                 task.add_done_callback(sending.discard)
@@ -145,9 +149,7 @@ class Uplink:
         try:
             self.stats.packs_sent += 1
             await client.publish(topic, entry.payload)
-            self._outbox.ack(entry.seq)
-            self.stats.packs_acked += 1
-            self.stats.readings_acked += entry.readings
+            self._outbox.ack(entry.id)
         except TransportError:
             self.stats.publish_failures += 1  # stays in the outbox; sent again after reconnect
         finally:

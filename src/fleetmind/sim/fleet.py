@@ -7,13 +7,15 @@ import asyncio
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fleetmind.agent.agent import Agent, AgentConfig
 from fleetmind.agent.credentials import Credentials, write_private
 from fleetmind.agent.sensors import AnomalyPlan
+from fleetmind.agent.settings import AgentSettings
 from fleetmind.transport.http import HubClient, HubError
 
 
@@ -27,16 +29,21 @@ class FleetConfig:
     seed: int = 0
     anomalies: bool = True
     drain_timeout_s: float = 60.0
+    #: one state directory per device below this (durable outboxes); None keeps them in memory
+    state_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FleetSummary:
     devices: int
     seconds: float
+    #: readings committed to the agents' outboxes during this run
     readings_sent: int
     readings_acked: int
+    #: still in an outbox when the run ended
     readings_failed: int
-    packs_acked: int
+    #: dropped by an outbox's overflow policy or age limit
+    readings_dropped: int
     publish_failures: int
     connects: int
 
@@ -93,14 +100,16 @@ class Fleet:
             Agent(
                 AgentConfig(
                     credentials=device,
-                    sample_hz=config.rate_hz,
+                    settings=AgentSettings(sample_hz=config.rate_hz),
                     seed=config.seed + index,
                     anomalies=_anomalies(config),
+                    state_dir=config.state_dir / device.username if config.state_dir else None,
                 )
             )
             for index, device in enumerate(credentials)
         ]
         self._started = time.monotonic()
+        self._before = self._totals()
 
     async def run(self) -> FleetSummary:
         """Run every agent (staggered over a second) for the duration, drain, and summarise."""
@@ -120,18 +129,30 @@ class Fleet:
         else:
             await agent.run_for(self.config.duration_s, drain_timeout=self.config.drain_timeout_s)
 
+    def _totals(self) -> Counter[str]:
+        totals: Counter[str] = Counter()
+        for agent in self.agents:
+            totals.update(asdict(agent.outbox.counters))
+            totals["publish_failures"] += agent.uplink.stats.publish_failures
+            totals["connects"] += agent.uplink.stats.connects
+        return totals
+
     def summary(self) -> FleetSummary:
-        sent = sum(agent.stats.readings_accepted for agent in self.agents)
-        acked = sum(agent.uplink.stats.readings_acked for agent in self.agents)
+        now = self._totals()
+        now.subtract(self._before)
+        sent, acked = now["readings_accepted"], now["readings_acked"]
+        dropped = sum(
+            now[f"readings_{why}"] for why in ("dropped_oldest", "dropped_newest", "expired")
+        )
         return FleetSummary(
             devices=len(self.agents),
             seconds=round(time.monotonic() - self._started, 3),
             readings_sent=sent,
             readings_acked=acked,
-            readings_failed=sent - acked,
-            packs_acked=sum(agent.uplink.stats.packs_acked for agent in self.agents),
-            publish_failures=sum(agent.uplink.stats.publish_failures for agent in self.agents),
-            connects=sum(agent.uplink.stats.connects for agent in self.agents),
+            readings_failed=sum(agent.outbox.pending_readings() for agent in self.agents),
+            readings_dropped=dropped,
+            publish_failures=now["publish_failures"],
+            connects=now["connects"],
         )
 
 
