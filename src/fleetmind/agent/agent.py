@@ -8,10 +8,11 @@ import logging
 import math
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fleetmind.agent.backoff import Backoff
 from fleetmind.agent.credentials import Credentials, write_private
@@ -25,11 +26,15 @@ from fleetmind.agent.sensors import (
 )
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.uplink import Uplink
-from fleetmind.wire import senml
+from fleetmind.commands.client import CommandHandlers
+from fleetmind.transport.paho import TransportError
+from fleetmind.twins.client import TwinClient
+from fleetmind.wire import messages, senml, topics
+from fleetmind.wire.errors import WireError
 
 log = logging.getLogger(__name__)
 
-SETTINGS_FILE = "settings.json"
+TWIN_FILE = "twin.json"
 OUTBOX_FILE = "outbox.db"
 
 
@@ -64,7 +69,10 @@ class Agent:
         if state is not None:
             state.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(state / OUTBOX_FILE if state else ":memory:", config.outbox)
-        self.settings = self._last_known_settings()
+        self.settings = config.settings
+        self._settings_document: object = {}
+        self.twin = TwinClient(self._apply_desired)
+        self._restore_twin()
         self.pipelines = {
             sensor.key: SensorPipeline(sensor.key, self.settings.sensor(sensor.key))
             for sensor in config.sensors
@@ -77,10 +85,21 @@ class Agent:
             replay_rate=config.replay_rate,
             replay_burst=config.replay_burst,
         )
+        self.uplink.on_connect = self.report_state
+        self.commands = CommandHandlers()
+        for name, handler in (
+            ("ping", self._ping),
+            ("set_sampling", self._set_sampling),
+            ("collect_logs", self._collect_logs),
+            ("reboot", self._reboot),
+        ):
+            self.commands.register(name, handler)
+        self.events: deque[str] = deque(maxlen=200)
         self._environment = Environment(config.seed)
         self._pending: list[senml.Reading] = []
         self._seq = 0
         self._settings_changed = asyncio.Event()
+        self._next_health = 0.0
 
     @property
     def device_id(self) -> str:
@@ -93,12 +112,16 @@ class Agent:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.uplink.run(), name=f"{self.device_id}/uplink")
                 group.create_task(self.sample(), name=f"{self.device_id}/sensors")
+                group.create_task(self.downlink(), name=f"{self.device_id}/downlink")
         finally:
             self.seal(final=True)
 
     async def run_for(self, seconds: float, *, drain_timeout: float = 30.0) -> None:
         """Sample for ``seconds``, then wait (bounded) until the outbox is empty and leave."""
-        uplink = asyncio.create_task(self.uplink.run(), name=f"{self.device_id}/uplink")
+        background = [
+            asyncio.create_task(self.uplink.run(), name=f"{self.device_id}/uplink"),
+            asyncio.create_task(self.downlink(), name=f"{self.device_id}/downlink"),
+        ]
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.sample(), timeout=seconds)
@@ -106,8 +129,9 @@ class Agent:
             await self.drain(drain_timeout)
             await self.uplink.close()
         finally:
-            uplink.cancel()
-            await asyncio.gather(uplink, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every sealed pack was acknowledged; False if ``timeout`` passed first."""
@@ -132,6 +156,37 @@ class Agent:
             self._settings_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settings_changed.wait(), max(0.0, delay))
+
+    async def downlink(self) -> None:
+        """Handle what the hub sends: desired twin documents and commands."""
+        while True:
+            topic, payload = await self.uplink.inbox.get()
+            kind = topic.rsplit("/down/", 1)[-1]
+            try:
+                if kind == messages.DESIRED:
+                    if payload:  # an empty retained message clears the twin
+                        state = self.twin.on_desired(messages.Desired.decode(payload))
+                        if state is not None:
+                            await self._send_state(state)
+                elif kind == messages.COMMAND:
+                    command = messages.Command.decode(payload)
+                    answer = await self.commands.handle(command, now=time.time())
+                    await self.uplink.send(
+                        topics.up(self.device_id, messages.COMMAND_RESULT), answer.encode()
+                    )
+                    self._note(f"command {command.name}: {'ok' if answer.ok else answer.error}")
+            except WireError as exc:
+                self._note(f"refused a {kind} message: {exc}")
+            except TransportError:
+                pass  # the hub re-syncs state on reconnect; a command answer times out there
+
+    async def report_state(self) -> None:
+        """Tell the hub what is applied (after every connect, so both sides sync by version)."""
+        with contextlib.suppress(TransportError):
+            await self._send_state(self.twin.state())
+
+    async def _send_state(self, state: messages.State) -> None:
+        await self.uplink.send(topics.up(self.device_id, messages.STATE), state.encode())
 
     def read_sensors(self, t: float) -> None:
         for sensor in self.config.sensors:
@@ -161,7 +216,7 @@ class Agent:
     # -- settings -----------------------------------------------------------------------------
 
     def apply(self, document: object) -> AgentSettings:
-        """Validate and apply a settings document live; keep it as the last known settings."""
+        """Validate and apply a settings document live."""
         settings = AgentSettings.parse(document)
         for key, pipeline in self.pipelines.items():
             if pipeline.settings != settings.sensor(key):
@@ -174,21 +229,77 @@ class Agent:
                 )
         self.settings = settings
         self._settings_changed.set()
-        if self.config.state_dir is not None:
-            write_private(self.config.state_dir / SETTINGS_FILE, json.dumps(document))
-        log.info("%s: settings applied", self.device_id)
+        self._note("settings applied")
         return settings
 
-    def _last_known_settings(self) -> AgentSettings:
-        state = self.config.state_dir
-        path = state / SETTINGS_FILE if state is not None else None
-        if path is None or not path.exists():
-            return self.config.settings
+    def _apply_desired(self, desired: dict[str, Any]) -> dict[str, Any]:
+        """A desired twin document: apply its ``settings``, keep it as the last known one."""
+        document = desired.get("settings", {})
         try:
-            return AgentSettings.parse(json.loads(path.read_text()))
-        except (OSError, ValueError, SettingsError) as exc:
+            self.apply(document)
+        except SettingsError as exc:
+            self._note(f"desired settings refused: {exc}")
+            return {"settings": self._settings_document, "error": str(exc)}
+        self._settings_document = document
+        if self.config.state_dir is not None:
+            record = {"version": self.twin.applied_version + 1, "desired": desired}
+            write_private(self.config.state_dir / TWIN_FILE, json.dumps(record))
+        return {"settings": document, "error": None}
+
+    def _restore_twin(self) -> None:
+        """Start from the last known desired document, so the agent works without the hub."""
+        state = self.config.state_dir
+        path = state / TWIN_FILE if state is not None else None
+        if path is None or not path.exists():
+            return
+        try:
+            record = json.loads(path.read_text())
+            version, desired = int(record["version"]), record["desired"]
+            self.apply(desired.get("settings", {}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("%s: ignoring unreadable last known settings: %s", self.device_id, exc)
-            return self.config.settings
+            return
+        self._settings_document = desired.get("settings", {})
+        self.twin.applied_version = version
+        self.twin.reported = {"settings": self._settings_document, "error": None}
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def _ping(self, _args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": time.time(), "boot": self.boot_id, "uptime_s": self.uptime_s}
+
+    async def _set_sampling(self, args: dict[str, Any]) -> dict[str, Any]:
+        document = (
+            dict(self._settings_document) if isinstance(self._settings_document, dict) else {}
+        )
+        document["sample_hz"] = args.get("sample_hz")
+        settings = self.apply(document)
+        self._settings_document = document
+        return {"sample_hz": settings.sample_hz}
+
+    async def _collect_logs(self, args: dict[str, Any]) -> dict[str, Any]:
+        lines = args.get("lines", 50)
+        if isinstance(lines, bool) or not isinstance(lines, int) or not 1 <= lines <= 200:
+            raise ValueError("lines must be a whole number from 1 to 200")
+        return {"lines": list(self.events)[-lines:]}
+
+    async def _reboot(self, _args: dict[str, Any]) -> dict[str, Any]:
+        """Restart the agent's session: seal what is pending, new boot id, reconnect."""
+        old = self.boot_id
+        self.seal(final=True)
+        self.boot_id = uuid.uuid4().hex[:16]
+        self._seq = 0
+        asyncio.get_running_loop().call_later(0.2, self.uplink.new_boot, self.boot_id)
+        self._note(f"reboot from boot {old}")
+        return {"previous_boot": old, "boot": self.boot_id}
+
+    def _note(self, event: str) -> None:
+        self.events.append(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {event}")
+        log.info("%s: %s", self.device_id, event)
+
+    @property
+    def uptime_s(self) -> float:
+        return round(time.monotonic() - self.started, 3)
 
     # -- figures ------------------------------------------------------------------------------
 

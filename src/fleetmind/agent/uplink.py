@@ -9,7 +9,9 @@ sent again; the hub recognises repeats by (device, boot, seq).
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from fleetmind.agent.backoff import Backoff
 from fleetmind.agent.credentials import Credentials
@@ -55,9 +57,14 @@ class Uplink:
         self._max_inflight = max_inflight
         self._backoff = backoff or Backoff()
         self._bucket = TokenBucket(replay_rate, replay_burst)
+        self._hooks: set[asyncio.Task[None]] = set()
         self._client: AsyncClient | None = None
         self.stats = UplinkStats()
         self.connected = asyncio.Event()
+        #: what the hub sent to this device (down/...), as (topic, payload)
+        self.inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1000)
+        #: called (as a task) after every connect, e.g. to report state
+        self.on_connect: Callable[[], Coroutine[Any, Any, None]] | None = None
 
     @property
     def _device_id(self) -> str:
@@ -77,8 +84,10 @@ class Uplink:
                 ),
                 max_inflight=self._max_inflight,
             )
+            client.on_message = self._received
             try:
                 await client.connect(self._credentials.host, self._credentials.port)
+                await client.subscribe(f"{topics.device_prefix(self._device_id)}/down/#")
                 await client.publish(
                     topics.status(self._device_id),
                     status.encode(status.Status("online", self._boot_id)),
@@ -98,12 +107,35 @@ class Uplink:
             self.stats.connects += 1
             self._client = client
             self.connected.set()
+            if self.on_connect is not None:
+                hook = asyncio.create_task(self.on_connect(), name=f"{self._device_id}/on-connect")
+                self._hooks.add(hook)
+                hook.add_done_callback(self._hooks.discard)
             try:
                 await self._drain(client)
             finally:
                 self.connected.clear()
                 self._client = None
                 client.abort()
+
+    async def send(self, topic: str, payload: bytes) -> None:
+        """Publish outside the outbox (state, command answers); TransportError when offline."""
+        client = self._client
+        if client is None:
+            raise TransportError("not connected")
+        await client.publish(topic, payload)
+
+    def new_boot(self, boot_id: str) -> None:
+        """Start a new session under ``boot_id`` (a simulated reboot): reconnect with it."""
+        self._boot_id = boot_id
+        if self._client is not None:
+            self._client.abort()
+
+    def _received(self, topic: str, payload: bytes) -> None:
+        try:
+            self.inbox.put_nowait((topic, payload))
+        except asyncio.QueueFull:
+            log.warning("%s: downlink inbox full; dropped a message on %s", self._device_id, topic)
 
     async def close(self) -> None:
         """Say goodbye: publish offline (a clean disconnect does not fire the will)."""

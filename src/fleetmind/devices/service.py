@@ -28,10 +28,17 @@ class NewDevice:
 
 class DeviceService:
     def __init__(
-        self, store: DeviceStore, *, on_credentials_changed: Callable[[], None] | None = None
+        self,
+        store: DeviceStore,
+        *,
+        on_credentials_changed: Callable[[], None] | None = None,
+        on_deleted: Callable[[str], None] | None = None,
+        on_online: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self._on_credentials_changed = on_credentials_changed
+        self._on_deleted = on_deleted
+        self._on_online = on_online
 
     def add(self, name: str) -> NewDevice:
         try:
@@ -55,16 +62,21 @@ class DeviceService:
         self._store.delete(device_id)
         log.info("device %s deleted", device_id)
         self._credentials_changed()
+        if self._on_deleted is not None:
+            self._on_deleted(device_id)
 
     def authenticate(self, username: str, secret: str) -> bool:
         hashed = self._store.secret_hash(username)
         return hashed is not None and model.verify_secret(secret, hashed)
 
     def status_changed(self, device_id: str, *, online: bool, boot_id: str | None) -> None:
-        if self._store.set_connectivity(
+        if not self._store.set_connectivity(
             device_id, online=online, at=datetime.now(UTC), boot_id=boot_id
         ):
-            log.info("device %s is %s", device_id, "online" if online else "offline")
+            return
+        log.info("device %s is %s", device_id, "online" if online else "offline")
+        if online and self._on_online is not None:
+            self._on_online(device_id)
 
     def seen(self, seen: dict[str, datetime]) -> None:
         self._store.touch(seen)

@@ -6,11 +6,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response, status
 
 from fleetmind import __version__
+from fleetmind.commands.api import router as commands_router
 from fleetmind.devices.api import router as devices_router
 from fleetmind.hub import dashboard
 from fleetmind.hub.runtime import Hub
 from fleetmind.hub.settings import Settings
 from fleetmind.telemetry.api import router as telemetry_router
+from fleetmind.twins.api import router as twins_router
 
 
 def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None) -> FastAPI:
@@ -23,6 +25,8 @@ def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None
         app.state.devices = hub.devices
         app.state.tokens = hub.tokens
         app.state.telemetry = hub.telemetry
+        app.state.twins = hub.twins
+        app.state.commands = hub.commands
         app.state.mqtt_endpoint = (hub.mqtt.host, hub.mqtt.port)
         if on_ready is not None:
             on_ready(hub)
@@ -40,6 +44,8 @@ def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None
     app.state.hub = hub
     app.include_router(devices_router)
     app.include_router(telemetry_router)
+    app.include_router(twins_router)
+    app.include_router(commands_router)
 
     @app.get("/healthz", tags=["hub"])
     def health(request: Request, response: Response) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The running hub: registry, stores, services, broker and ingest, started and stopped together."""
 
+import contextlib
 import logging
 import os
 import signal
@@ -9,6 +10,8 @@ from pathlib import Path
 from fleetmind.agent.credentials import write_private
 from fleetmind.auth.service import TokenService
 from fleetmind.auth.store import TokenStore
+from fleetmind.commands.service import CommandService
+from fleetmind.commands.store import CommandStore
 from fleetmind.devices import model
 from fleetmind.devices.service import DeviceService, write_mosquitto_files
 from fleetmind.devices.store import DeviceStore
@@ -19,8 +22,10 @@ from fleetmind.hub.settings import DEFAULT_MQTT_PORT, Settings, choose_port
 from fleetmind.telemetry.duckdb_store import DuckDBTelemetryStore
 from fleetmind.telemetry.ingest import Ingestor
 from fleetmind.telemetry.service import TelemetryService
-from fleetmind.transport.paho import BatchSubscriber, BrokerAddress
-from fleetmind.wire import topics
+from fleetmind.transport.paho import BatchSubscriber, BrokerAddress, TransportError
+from fleetmind.twins.service import TwinService
+from fleetmind.twins.store import TwinStore
+from fleetmind.wire import messages, topics
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +63,15 @@ class Hub:
         migrate(self._engine)
         self.tokens = TokenService(TokenStore(self._engine))
         device_store = DeviceStore(self._engine)
-        self.devices = DeviceService(device_store, on_credentials_changed=self._credentials_changed)
+        self.devices = DeviceService(
+            device_store,
+            on_credentials_changed=self._credentials_changed,
+            on_deleted=self._device_deleted,
+            on_online=self._device_online,
+        )
         self._device_store = device_store
+        self.twins = TwinService(TwinStore(self._engine), self.devices, self.publish)
+        self.commands = CommandService(CommandStore(self._engine), self.devices, self.publish)
         self.store = DuckDBTelemetryStore(settings.telemetry_path)
         self.ingestor = Ingestor(self.store)
         self.telemetry = TelemetryService(self.store, self.ingestor.stats)
@@ -108,7 +120,7 @@ class Hub:
             self._credentials_changed()
             topic_filter = f"$share/hub/{topics.UPLINK_FILTER}"
             connections = self.settings.ingest_connections
-        consumer = UplinkConsumer(self.ingestor, self.devices)
+        consumer = UplinkConsumer(self.ingestor, self.devices, self.twins, self.commands)
         for index in range(connections):
             subscriber = BatchSubscriber(
                 address,
@@ -126,6 +138,21 @@ class Hub:
             address.port,
             connections,
         )
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Send to devices over the hub's broker connection (QoS 1)."""
+        if not self._subscribers:
+            raise TransportError("the hub is not connected to the broker yet")
+        self._subscribers[0].publish(topic, payload, retain)
+
+    def _device_deleted(self, device_id: str) -> None:
+        self.twins.forget(device_id)
+        self.commands.forget(device_id)
+        with contextlib.suppress(ConnectionError):  # clear the retained desired document
+            self.publish(topics.down(device_id, messages.DESIRED), b"", retain=True)
+
+    def _device_online(self, device_id: str) -> None:
+        self.commands.device_online(device_id)
 
     @property
     def ingesting(self) -> bool:

@@ -140,6 +140,14 @@ class BatchSubscriber:
     def connected(self) -> bool:
         return self._client.is_connected()
 
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Queue a QoS 1 message on this connection; ConnectionError if the broker is away."""
+        if not self._client.is_connected():
+            raise TransportError("not connected to the broker")
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise TransportError(f"publish failed: {mqtt.error_string(info.rc)}")
+
     def stop(self) -> None:
         with self._condition:
             self._stopping = True

@@ -3,9 +3,11 @@
 from alembic import context
 
 from fleetmind.auth.store import metadata as auth_metadata
+from fleetmind.commands.store import metadata as commands_metadata
 from fleetmind.devices.store import metadata as devices_metadata
+from fleetmind.twins.store import metadata as twins_metadata
 
-target_metadata = [devices_metadata, auth_metadata]
+target_metadata = [devices_metadata, auth_metadata, twins_metadata, commands_metadata]
 
 context.configure(
     connection=context.config.attributes["connection"],

@@ -1,0 +1,143 @@
+"""JSON messages of the twin and command exchanges between hub and device.
+
+    down/desired         {"version": n, "desired": {...}}                  hub -> device, retained
+    up/state             {"version": n, "reported": {...}, "desired_version": m}   device -> hub
+    down/command         {"id": "...", "name": "...", "args": {...}, "expires_at": t}  hub -> device
+    up/event/command     {"id": "...", "ok": true, "result": {...}} or {"ok": false, "error": "..."}
+
+Every message is a JSON object within :data:`MAX_MESSAGE_BYTES`; anything else raises DecodeError.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fleetmind.wire.errors import DecodeError, LimitError
+
+MAX_MESSAGE_BYTES = 96 * 1024  # a 64 KiB twin document and its envelope
+DESIRED = "desired"
+STATE = "state"
+COMMAND = "command"
+COMMAND_RESULT = "event/command"
+
+
+def _object(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise LimitError(f"message of {len(payload)} bytes is too large", reason="size")
+    try:
+        document = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise DecodeError("not valid JSON") from None
+    if not isinstance(document, dict):
+        raise DecodeError("a message is a JSON object", reason="type")
+    return document
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _version(document: dict[str, Any], key: str) -> int:
+    value = document.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DecodeError(f"{key} must be a non-negative integer", reason="field")
+    return value
+
+
+def _dict(document: dict[str, Any], key: str) -> dict[str, Any]:
+    value = document.get(key, {})
+    if not isinstance(value, dict):
+        raise DecodeError(f"{key} must be an object", reason="field")
+    return value
+
+
+def _text(document: dict[str, Any], key: str, limit: int = 128) -> str:
+    value = document.get(key)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise DecodeError(f"{key} must be a string of 1 to {limit} characters", reason="field")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    version: int
+    desired: dict[str, Any]
+
+    def encode(self) -> bytes:
+        return _encode({"version": self.version, "desired": self.desired})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "Desired":
+        document = _object(payload)
+        return cls(_version(document, "version"), _dict(document, "desired"))
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    version: int
+    reported: dict[str, Any]
+    desired_version: int
+
+    def encode(self) -> bytes:
+        return _encode(
+            {
+                "version": self.version,
+                "reported": self.reported,
+                "desired_version": self.desired_version,
+            }
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "State":
+        document = _object(payload)
+        return cls(
+            _version(document, "version"),
+            _dict(document, "reported"),
+            _version(document, "desired_version"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    name: str
+    args: dict[str, Any]
+    expires_at: float
+
+    def encode(self) -> bytes:
+        return _encode(
+            {"id": self.id, "name": self.name, "args": self.args, "expires_at": self.expires_at}
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "Command":
+        document = _object(payload)
+        expires = document.get("expires_at")
+        if isinstance(expires, bool) or not isinstance(expires, int | float):
+            raise DecodeError("expires_at must be a time", reason="field")
+        return cls(_text(document, "id"), _text(document, "name"), _dict(document, "args"), expires)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    id: str
+    ok: bool
+    result: dict[str, Any]
+    error: str | None = None
+
+    def encode(self) -> bytes:
+        document: dict[str, Any] = {"id": self.id, "ok": self.ok, "result": self.result}
+        if self.error is not None:
+            document["error"] = self.error
+        return _encode(document)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "CommandResult":
+        document = _object(payload)
+        ok = document.get("ok")
+        if not isinstance(ok, bool):
+            raise DecodeError("ok must be true or false", reason="field")
+        error = document.get("error")
+        if error is not None and not isinstance(error, str):
+            raise DecodeError("error must be a string", reason="field")
+        return cls(_text(document, "id"), ok, _dict(document, "result"), error and error[:1000])
