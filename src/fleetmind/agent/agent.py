@@ -72,7 +72,6 @@ class Agent:
         self.settings = config.settings
         self._settings_document: object = {}
         self.twin = TwinClient(self._apply_desired)
-        self._restore_twin()
         self.pipelines = {
             sensor.key: SensorPipeline(sensor.key, self.settings.sensor(sensor.key))
             for sensor in config.sensors
@@ -100,6 +99,7 @@ class Agent:
         self._seq = 0
         self._settings_changed = asyncio.Event()
         self._next_health = 0.0
+        self._restore_twin()
 
     @property
     def device_id(self) -> str:

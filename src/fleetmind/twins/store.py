@@ -47,28 +47,28 @@ class TwinStore:
         """Store ``desired`` as ``version``, if the stored one is still ``version - 1``."""
         now = datetime.now(UTC)
         with self._engine.begin() as connection:
-            if version == 1:
-                try:
-                    connection.execute(
-                        twins.insert().values(
-                            device_id=device_id,
-                            desired=encode(desired),
-                            desired_version=1,
-                            reported="{}",
-                            reported_version=0,
-                            updated_at=now,
-                        )
-                    )
-                except sa.exc.IntegrityError:
-                    raise VersionConflict("the twin changed meanwhile") from None
-                return
             updated = connection.execute(
                 twins.update()
                 .where(twins.c.device_id == device_id, twins.c.desired_version == version - 1)
                 .values(desired=encode(desired), desired_version=version, updated_at=now)
             )
-            if updated.rowcount == 0:
+            if updated.rowcount:
+                return
+            if version != 1:
                 raise VersionConflict("the twin changed meanwhile")
+            try:  # the device's first twin
+                connection.execute(
+                    twins.insert().values(
+                        device_id=device_id,
+                        desired=encode(desired),
+                        desired_version=1,
+                        reported="{}",
+                        reported_version=0,
+                        updated_at=now,
+                    )
+                )
+            except sa.exc.IntegrityError:
+                raise VersionConflict("the twin changed meanwhile") from None
 
     def replace_reported(self, device_id: str, reported: dict[str, object], version: int) -> bool:
         """Store a reported document unless a newer one is stored; False if it was stale."""
