@@ -56,3 +56,20 @@ def test_agent_reconnects_and_resends_everything_it_sealed(tmp_path: Path) -> No
     assert len(agent.outbox) == 0
     counters = agent.outbox.counters
     assert counters.readings_acked == counters.readings_accepted > 0
+
+
+def test_duty_cycled_uplink_connects_per_flush_and_loses_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    engine = create_engine(url)
+    migrate(engine)
+    secret = DeviceService(DeviceStore(engine)).add("d1").secret
+    port = free_port()
+    with EmbeddedBroker("127.0.0.1", port, url, model.hash_secret(model.new_secret())):
+        wait_until(lambda: listening(port))
+        credentials = Credentials("127.0.0.1", port, "d1", secret)
+        agent = Agent(AgentConfig(credentials, settings=AgentSettings(pack_interval_s=1)))
+        agent.uplink.duty_cycle = True
+        asyncio.run(agent.run_for(4.5, drain_timeout=20))
+    assert agent.uplink.stats.connects >= 3  # one connection per flushed pack
+    counters = agent.outbox.counters
+    assert counters.readings_acked == counters.readings_accepted > 0

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetmind.agent import health
 from fleetmind.agent.backoff import Backoff
 from fleetmind.agent.credentials import Credentials, write_private
 from fleetmind.agent.outbox import Outbox, OutboxLimits
 from fleetmind.agent.pipeline import SensorPipeline, SettingsError
+from fleetmind.agent.power import STRETCH, PowerMode, SimulatedBattery, mode_for
 from fleetmind.agent.sensors import (
     SIMULATED_SENSORS,
     AnomalyPlan,
@@ -52,6 +54,8 @@ class AgentConfig:
     #: reconnect delays grow from the first to the cap (full jitter)
     reconnect_first_s: float = 0.5
     reconnect_cap_s: float = 30.0
+    #: a battery to watch (the simulator's); None is mains power
+    battery: SimulatedBattery | None = None
     #: packs per second (and burst) when replaying a backlog, so a returning fleet does not
     #: flatten the hub
     replay_rate: float = 200.0
@@ -99,6 +103,8 @@ class Agent:
         self._seq = 0
         self._settings_changed = asyncio.Event()
         self._next_health = 0.0
+        self.power_mode = PowerMode.NORMAL
+        self._sent_bytes = self._sent_readings = 0
         self._restore_twin()
 
     @property
@@ -144,18 +150,62 @@ class Agent:
         next_sample = time.monotonic()
         sealed_at = next_sample
         while True:
-            self.read_sensors(time.time())
+            t = time.time()
+            sample_factor, pack_factor = STRETCH[self._update_power(t)]
+            self.read_sensors(t)
+            if t >= self._next_health:
+                self._pending.extend(health.readings(t, self.health()))
+                self._next_health = t + self.settings.health_interval_s
             now = time.monotonic()
-            if now - sealed_at >= self.settings.pack_interval_s:
+            if now - sealed_at >= self.settings.pack_interval_s * pack_factor:
                 self.seal()
                 sealed_at = now
-            next_sample += 1.0 / self.settings.sample_hz
+            next_sample += sample_factor / self.settings.sample_hz
             delay = next_sample - time.monotonic()
             if delay < -1.0:  # fell behind (settings changed, machine stalled): start afresh
                 next_sample, delay = time.monotonic(), 0.0
             self._settings_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settings_changed.wait(), max(0.0, delay))
+
+    def _update_power(self, t: float) -> PowerMode:
+        battery = self.config.battery
+        mode = mode_for(None if battery is None else battery.update(t, self.power_mode))
+        if mode is not self.power_mode:
+            self._note(f"power mode {self.power_mode} -> {mode}")
+            self.power_mode = mode
+            self.uplink.duty_cycle = mode is PowerMode.CRITICAL
+        return mode
+
+    def health(self) -> dict[str, float | bool]:
+        """The agent's vital signs, as reported in ``health.*`` telemetry."""
+        counters = self.outbox.counters
+        inputs = sum(p.inputs for p in self.pipelines.values())
+        outputs = sum(p.outputs for p in self.pipelines.values())
+        invalid = sum(sum(p.invalid.values()) for p in self.pipelines.values())
+        per_reading = self._sent_bytes / self._sent_readings if self._sent_readings else 0.0
+        figures: dict[str, float | bool] = {
+            "uptime_s": self.uptime_s,
+            "cpu_s": health.cpu_s(),
+            "rss_mb": health.rss_mb(),
+            "load_1m": health.load_average(),
+            "disk_free_mb": health.disk_free_mb(self.config.state_dir or Path()),
+            "outbox_packs": len(self.outbox),
+            "outbox_bytes": self.outbox.bytes,
+            "readings_dropped_oldest": counters.readings_dropped_oldest,
+            "readings_dropped_newest": counters.readings_dropped_newest,
+            "readings_expired": counters.readings_expired,
+            "readings_invalid": invalid,
+            "readings_filtered": inputs - outputs - invalid,
+            "bytes_saved": (inputs - outputs - invalid) * per_reading,
+            "link_ms": self.uplink.stats.ack_ms,
+            "power_mode": list(PowerMode).index(self.power_mode),
+        }
+        battery = self.config.battery
+        if battery is not None:
+            figures["battery_pct"] = battery.level_pct
+            figures["charging"] = battery.charging(time.time(), self.power_mode)
+        return figures
 
     async def downlink(self) -> None:
         """Handle what the hub sends: desired twin documents and commands."""
@@ -210,6 +260,8 @@ class Agent:
             return
         payload = senml.encode_cbor(self._pending, boot=self.boot_id, seq=self._seq)
         self.outbox.put(payload, len(self._pending))
+        self._sent_bytes += len(payload)
+        self._sent_readings += len(self._pending)
         self._seq += 1
         self._pending = []
 

@@ -9,7 +9,11 @@ from typing import Any
 
 from fleetmind.agent.pipeline import SensorSettings, SettingsError
 
-_BOUNDS = {"sample_hz": (0.001, 1000.0), "pack_interval_s": (0.1, 3600.0)}
+_BOUNDS = {
+    "sample_hz": (0.001, 1000.0),
+    "pack_interval_s": (0.1, 3600.0),
+    "health_interval_s": (1.0, 86400.0),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +21,8 @@ class AgentSettings:
     sample_hz: float = 1.0
     #: seconds of readings sealed into one pack
     pack_interval_s: float = 1.0
+    #: seconds between health reports
+    health_interval_s: float = 30.0
     sensors: dict[str, SensorSettings] = field(default_factory=dict)
 
     @classmethod
@@ -24,7 +30,7 @@ class AgentSettings:
         """Validate a settings document; raise :class:`SettingsError` naming what is wrong."""
         if not isinstance(document, dict):
             raise SettingsError("settings must be an object")
-        if unknown := set(document) - {"sample_hz", "pack_interval_s", "sensors"}:
+        if unknown := set(document) - {*_BOUNDS, "sensors"}:
             raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {}
         for name, (low, high) in _BOUNDS.items():

@@ -9,6 +9,7 @@ sent again; the hub recognises repeats by (device, boot, seq).
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ class UplinkStats:
     packs_sent: int = 0
     publish_failures: int = 0
     connects: int = 0
+    #: publish-to-acknowledgement time, smoothed (the link's quality as the agent sees it)
+    ack_ms: float = 0.0
 
 
 async def _first(*events: asyncio.Event) -> None:
@@ -58,6 +61,8 @@ class Uplink:
         self._backoff = backoff or Backoff()
         self._bucket = TokenBucket(replay_rate, replay_burst)
         self._hooks: set[asyncio.Task[None]] = set()
+        #: connect only to flush the outbox, then disconnect until the next pack (battery saving)
+        self.duty_cycle = False
         self._client: AsyncClient | None = None
         self.stats = UplinkStats()
         self.connected = asyncio.Event()
@@ -113,6 +118,10 @@ class Uplink:
                 hook.add_done_callback(self._hooks.discard)
             try:
                 await self._drain(client)
+                if self.duty_cycle and not client.closed.is_set():
+                    await self.close()  # flushed: sleep until the next pack
+                    self._outbox.changed.clear()
+                    await self._outbox.changed.wait()
             finally:
                 self.connected.clear()
                 self._client = None
@@ -171,6 +180,8 @@ class Uplink:
                 sending.add(task)
                 task.add_done_callback(sending.discard)
             else:
+                if self.duty_cycle and not sending and not len(self._outbox):
+                    return
                 await _first(self._outbox.changed, client.closed)
         for task in sending:
             task.cancel()
@@ -180,8 +191,13 @@ class Uplink:
     ) -> None:
         try:
             self.stats.packs_sent += 1
+            started = time.monotonic()
             await client.publish(topic, entry.payload)
             self._outbox.ack(entry.id)
+            took = (time.monotonic() - started) * 1000
+            self.stats.ack_ms = (
+                took if not self.stats.ack_ms else 0.9 * self.stats.ack_ms + 0.1 * took
+            )
         except TransportError:
             self.stats.publish_failures += 1  # stays in the outbox; sent again after reconnect
         finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fleetmind.agent.agent import Agent, AgentConfig
 from fleetmind.agent.credentials import Credentials, write_private
+from fleetmind.agent.power import SimulatedBattery
 from fleetmind.agent.sensors import AnomalyPlan
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.transport.http import HubClient, HubError
@@ -31,6 +32,8 @@ class FleetConfig:
     drain_timeout_s: float = 60.0
     #: one state directory per device below this (durable outboxes); None keeps them in memory
     state_dir: Path | None = None
+    #: simulate a solar-charged battery per device (power modes follow its level)
+    batteries: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ class Fleet:
                     seed=config.seed + index,
                     anomalies=_anomalies(config),
                     state_dir=config.state_dir / device.username if config.state_dir else None,
+                    battery=_battery(config.seed + index) if config.batteries else None,
                 )
             )
             for index, device in enumerate(credentials)
@@ -154,6 +158,11 @@ class Fleet:
             publish_failures=now["publish_failures"],
             connects=now["connects"],
         )
+
+
+def _battery(seed: int) -> SimulatedBattery:
+    rng = random.Random(seed)
+    return SimulatedBattery(level_pct=rng.uniform(40, 100), phase=rng.uniform(0, 6.28))
 
 
 def _anomalies(config: FleetConfig) -> AnomalyPlan:
