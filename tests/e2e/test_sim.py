@@ -34,8 +34,11 @@ def test_every_reading_sent_is_stored_exactly_once(fresh_hub: RunningHub, tmp_pa
     # no duplicates: within every series, each timestamp appears once
     total = 0
     with fresh_hub.api() as api:
+        latest = api.get("/api/v1/telemetry/latest").json()
         for device in api.get("/api/v1/devices").json():
-            for metric in ("temperature", "humidity", "vibration", "power"):
+            metrics = {item["metric"] for item in latest[device["id"]]}
+            assert {"temperature", "humidity", "vibration", "power", "health.rss_mb"} <= metrics
+            for metric in metrics:
                 series = api.get(
                     f"/api/v1/devices/{device['id']}/telemetry", params={"metric": metric}
                 ).json()["points"]

@@ -19,11 +19,18 @@ from fleetmind.telemetry.model import Aggregation, Latest, Query
 REFRESH_S = 2.0
 CHART_WINDOW = timedelta(minutes=5)
 CHART_BUCKET = timedelta(seconds=1)
+#: the agent's own vital signs (shown apart from the sensors)
+HEALTH = "health."
 
 
 def _format_value(item: Latest) -> str:
     value = f"{item.value:.2f}" if isinstance(item.value, float) else str(item.value)
     return f"{item.metric} {value}{' ' + item.unit if item.unit else ''}"
+
+
+def _battery(latest: list[Latest]) -> str:
+    level = next((x.value for x in latest if x.metric == f"{HEALTH}battery_pct"), None)
+    return "mains" if not isinstance(level, float) else f"{level:.0f} %"
 
 
 def _ago(moment: datetime | None) -> str:
@@ -93,6 +100,7 @@ def mount(app: FastAPI, hub: Hub) -> None:
             {"name": "name", "label": "Name", "field": "name", "align": "left"},
             {"name": "status", "label": "Status", "field": "status", "align": "left"},
             {"name": "last_seen", "label": "Last seen", "field": "last_seen", "align": "left"},
+            {"name": "battery", "label": "Battery", "field": "battery", "align": "left"},
             {"name": "values", "label": "Last values", "field": "values", "align": "left"},
         ]
         table = ui.table(columns=columns, rows=[], row_key="id", pagination=50).classes("w-full")
@@ -116,7 +124,12 @@ def mount(app: FastAPI, hub: Hub) -> None:
                     "name": device.name,
                     "status": "online" if device.online else "offline",
                     "last_seen": _ago(device.last_seen),
-                    "values": ", ".join(_format_value(item) for item in latest.get(device.id, [])),
+                    "battery": _battery(latest.get(device.id, [])),
+                    "values": ", ".join(
+                        _format_value(item)
+                        for item in latest.get(device.id, [])
+                        if not item.metric.startswith(HEALTH)
+                    ),
                 }
                 for device in devices
             ]
@@ -144,6 +157,8 @@ def mount(app: FastAPI, hub: Hub) -> None:
         state = ui.label()
         empty = ui.label("No telemetry in the last hour yet.")
         grid = ui.grid(columns=2).classes("w-full")
+        ui.label("Health").classes("text-h6")
+        health_grid = ui.grid(columns=4).classes("w-full")
         charts: dict[str, ui.echart] = {}
 
         def refresh() -> None:
@@ -152,8 +167,14 @@ def mount(app: FastAPI, hub: Hub) -> None:
                 f"{'online' if current.online else 'offline'}, last seen {_ago(current.last_seen)}"
             )
             end = datetime.now(UTC)
-            for item in hub.telemetry.latest().get(device_id, []):
-                if not isinstance(item.value, float):
+            latest = hub.telemetry.latest().get(device_id, [])
+            health_grid.clear()
+            with health_grid:
+                for item in latest:
+                    if item.metric.startswith(HEALTH):
+                        ui.label(_format_value(item).removeprefix(HEALTH))
+            for item in latest:
+                if not isinstance(item.value, float) or item.metric.startswith(HEALTH):
                     continue
                 if item.metric not in charts:
                     with grid:
