@@ -123,3 +123,16 @@ def test_dedupe_survives_reopening(make_store: Callable[[], TelemetryStore]) -> 
     reopened = make_store()
     assert reopened.append(pack) == 0
     assert reopened.count() == 1
+
+
+def test_census_counts_rows_and_distinct_readings(
+    make_store: Callable[[], TelemetryStore],
+) -> None:
+    store = make_store()
+    store.append(batch([reading("d1", s, 1.0, seq=s) for s in range(3)]))
+    twice = reading("d2", 0, 1.0, boot=None, seq=None)
+    store.append(batch([twice]))
+    store.append(batch([twice]))  # no pack identity: stored again
+    census = store.census()
+    assert (census["d1"].rows, census["d1"].distinct) == (3, 3)
+    assert (census["d2"].rows, census["d2"].distinct) == (2, 1)

@@ -98,6 +98,21 @@ def latest_values(request: Request, _: Authenticated) -> dict[str, list[LatestOu
     }
 
 
+class DeviceRowsOut(BaseModel):
+    rows: int
+    distinct: int
+
+
+@router.get("/stats/store")
+def store_census(request: Request, _: Authenticated) -> dict[str, DeviceRowsOut]:
+    """Per device: rows stored, and distinct (metric, time) among them (equal unless a reading
+    was stored twice). Counts the whole store."""
+    return {
+        device: DeviceRowsOut(rows=item.rows, distinct=item.distinct)
+        for device, item in _service(request).census().items()
+    }
+
+
 @router.get("/stats/ingest")
 def ingest_stats(request: Request, _: Authenticated) -> IngestStatsOut:
     """Ingest counters since the hub started (rejections by reason) and rows in the store."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from fleetmind.telemetry.model import Aggregation, Latest, Point, Query
+from fleetmind.telemetry.model import Aggregation, DeviceRows, Latest, Point, Query
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS telemetry (
@@ -155,6 +155,17 @@ class DuckDBTelemetryStore:
         finally:
             cursor.close()
         return int(row[0]) if row else 0
+
+    def census(self) -> dict[str, DeviceRows]:
+        cursor = self._db.cursor()
+        try:
+            rows = cursor.execute(
+                "SELECT device_id, count(*), count(DISTINCT (metric, ts)) FROM telemetry"
+                " GROUP BY device_id ORDER BY device_id"
+            ).fetchall()
+        finally:
+            cursor.close()
+        return {device: DeviceRows(int(count), int(distinct)) for device, count, distinct in rows}
 
     def close(self) -> None:
         self._db.close()

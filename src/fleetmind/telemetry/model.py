@@ -54,6 +54,16 @@ class Latest:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceRows:
+    """What the store holds for one device: rows, and distinct (metric, time) among them.
+
+    The two differ only if a reading was stored twice."""
+
+    rows: int
+    distinct: int
+
+
+@dataclass(frozen=True, slots=True)
 class Query:
     device_id: str
     metric: str

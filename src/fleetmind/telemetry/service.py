@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from fleetmind.telemetry.ingest import IngestStats
-from fleetmind.telemetry.model import Latest, Point, Query
+from fleetmind.telemetry.model import DeviceRows, Latest, Point, Query
 from fleetmind.telemetry.store import TelemetryStore
 
 
@@ -20,6 +20,9 @@ class TelemetryService:
 
     def count(self, device_id: str | None = None) -> int:
         return self._store.count(device_id)
+
+    def census(self) -> dict[str, DeviceRows]:
+        return self._store.census()
 
     def stats(self) -> dict[str, object]:
         return self._stats.snapshot()

@@ -1,13 +1,13 @@
 """The ``TelemetryStore`` seam and its in-memory implementation (for tests of other domains)."""
 
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Protocol
 
 import pyarrow as pa
 
-from fleetmind.telemetry.model import Aggregation, Latest, Point, Query
+from fleetmind.telemetry.model import Aggregation, DeviceRows, Latest, Point, Query
 
 
 class TelemetryStore(Protocol):
@@ -29,6 +29,10 @@ class TelemetryStore(Protocol):
         ...
 
     def count(self, device_id: str | None = None) -> int: ...
+
+    def census(self) -> dict[str, DeviceRows]:
+        """Rows and distinct readings per device: the whole store, counted."""
+        ...
 
     def close(self) -> None: ...
 
@@ -107,6 +111,15 @@ class MemoryTelemetryStore:
     def count(self, device_id: str | None = None) -> int:
         with self._lock:
             return sum(1 for row in self._rows if device_id in (None, row["device_id"]))
+
+    def census(self) -> dict[str, DeviceRows]:
+        with self._lock:
+            rows = Counter(str(row["device_id"]) for row in self._rows)
+            distinct = Counter(
+                device
+                for device, _, _ in {(r["device_id"], r["metric"], r["ts"]) for r in self._rows}
+            )
+        return {device: DeviceRows(rows[device], distinct[device]) for device in sorted(rows)}
 
     def close(self) -> None:
         pass
