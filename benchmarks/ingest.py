@@ -202,7 +202,7 @@ class Broker:
             )
             (self.directory / "acl").write_text(model.mosquitto_acl_file())
             conf = model.mosquitto_config(str(self.directory), "127.0.0.1", self.port)
-            (self.directory / "mosquitto.conf").write_text(conf + "user root\npersistence false\n")
+            (self.directory / "mosquitto.conf").write_text(conf + "user root\n")
 
     def hub_args(self) -> list[str]:
         if self.kind == "embedded":
@@ -345,7 +345,9 @@ def run(
         for index in range(DEVICES)
     ]
     hub.stop()
-    broker.stop_mosquitto()  # forget the hub's session: the raw phase runs without it
+    broker.stop_mosquitto()
+    # forget the hub's persisted session: the raw phase runs without it
+    (broker.directory / "mosquitto.db").unlink(missing_ok=True)
 
     broker.start_standalone(data_dir)
     raw_rate = raw_phase(broker, devices, messages, publishers)

@@ -146,9 +146,7 @@ class Mosquitto:
 def mosquitto_conf(directory: Path, port: int) -> Path:
     conf = directory / "mosquitto.conf"
     # "user root" is read only when started as root: it keeps access to our files
-    conf.write_text(
-        model.mosquitto_config(str(directory), "127.0.0.1", port) + "user root\npersistence false\n"
-    )
+    conf.write_text(model.mosquitto_config(str(directory), "127.0.0.1", port) + "user root\n")
     return conf
 
 

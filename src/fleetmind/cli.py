@@ -106,6 +106,13 @@ def hub(
         str | None,
         typer.Option(envvar="FLEETMIND_PUBLIC_HOST", help="The host name devices connect to."),
     ] = None,
+    ingest_group: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLEETMIND_INGEST_GROUP",
+            help="Share ingest with other hubs through $share/GROUP (external broker).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(envvar="FLEETMIND_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Run the hub: API, dashboard, ingest, and the embedded broker unless one is given."""
@@ -129,6 +136,7 @@ def hub(
             mosquitto_dir=mosquitto_dir,
             registry_url=registry_url,
             public_host=public_host,
+            ingest_group=ingest_group,
             log_level=log_level,
         )
     except ValidationError as exc:

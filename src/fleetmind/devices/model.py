@@ -133,7 +133,8 @@ def mosquitto_acl_file() -> str:
 
 def mosquitto_config(directory: str, host: str, port: int) -> str:
     """A ``mosquitto.conf`` for FleetMind: no anonymous clients, our password and ACL files,
-    and queues deep enough that a hub restart does not drop what devices sent meanwhile."""
+    queues deep enough that a hub restart loses nothing devices sent meanwhile, and persistence,
+    so a broker restart does not lose the messages queued for the hub."""
     return (
         "# Written by FleetMind.\n"
         f"listener {port} {host}\n"
@@ -142,4 +143,7 @@ def mosquitto_config(directory: str, host: str, port: int) -> str:
         f"acl_file {directory}/acl\n"
         "max_queued_messages 1000000\n"
         "max_inflight_messages 0\n"
+        "persistence true\n"
+        f"persistence_location {directory}/\n"
+        "autosave_interval 60\n"
     )

@@ -116,9 +116,14 @@ class Hub:
             self._broker.start()
             # amqtt has no shared subscriptions: one connection receives everything
             topic_filter, connections = topics.UPLINK_FILTER, 1
+        elif self.settings.ingest_group is None:
+            # a plain subscription: Mosquitto 2.0 drops messages for a shared subscription
+            # restored from persistence until its member subscribes again (ADR 0003)
+            self._credentials_changed()
+            topic_filter, connections = topics.UPLINK_FILTER, 1
         else:
             self._credentials_changed()
-            topic_filter = f"$share/hub/{topics.UPLINK_FILTER}"
+            topic_filter = f"$share/{self.settings.ingest_group}/{topics.UPLINK_FILTER}"
             connections = self.settings.ingest_connections
         consumer = UplinkConsumer(self.ingestor, self.devices, self.twins, self.commands)
         for index in range(connections):

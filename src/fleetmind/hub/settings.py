@@ -40,7 +40,10 @@ class Settings(BaseSettings):
     registry_url: str | None = None
     ingest_max_batch: int = Field(default=5000, ge=1, le=100_000)
     ingest_max_wait_ms: int = Field(default=20, ge=1, le=5_000)
-    #: connections sharing the ingest load through a shared subscription (external broker)
+    #: share the ingest load with other hub workers through the shared subscription
+    #: ``$share/<group>/...`` (external broker). None: this hub takes every message itself.
+    ingest_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    #: connections of this hub in the shared subscription (needs ``ingest_group``)
     ingest_connections: int = Field(default=1, ge=1, le=64)
     log_level: str = "INFO"
 
