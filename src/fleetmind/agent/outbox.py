@@ -121,17 +121,22 @@ class Outbox:
         ).fetchall()
         return [Entry(row[0], row[1], row[2]) for row in rows]
 
-    def ack(self, entry_id: int) -> None:
-        """The broker has the pack: forget it."""
+    def ack(self, *entry_ids: int) -> None:
+        """The broker has these packs: forget them, in one transaction (packs dropped by the
+        overflow policy while in flight are skipped)."""
+        if not entry_ids:
+            return
+        marks = ",".join("?" * len(entry_ids))
         with self._transaction():
-            row = self._db.execute(
-                "DELETE FROM outbox WHERE id = ? RETURNING readings, length(payload)", (entry_id,)
-            ).fetchone()
-            if row is None:  # dropped by the overflow policy while in flight
+            rows = self._db.execute(
+                f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING readings, length(payload)",
+                entry_ids,
+            ).fetchall()
+            if not rows:
                 return
-            self._count_up({"packs_acked": 1, "readings_acked": row[0]})
-        self._count -= 1
-        self._bytes -= row[1]
+            self._count_up({"packs_acked": len(rows), "readings_acked": sum(r[0] for r in rows)})
+        self._count -= len(rows)
+        self._bytes -= sum(r[1] for r in rows)
         self.changed.set()
 
     def __len__(self) -> int:

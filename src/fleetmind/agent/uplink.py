@@ -2,7 +2,8 @@
 
 Packs are published with QoS 1, up to ``max_inflight`` at a time, in outbox order, no faster than
 a token bucket allows (a backlog replays quickly but does not flatten the hub); a pack leaves
-the outbox only when the broker acknowledged it. After a reconnect every unacknowledged pack is
+the outbox only when the broker acknowledged it. Acknowledgements that arrive together are
+forgotten in one transaction. After a reconnect every unacknowledged pack is
 sent again; the hub recognises repeats by (device, boot, seq).
 """
 
@@ -64,6 +65,7 @@ class Uplink:
         #: connect only to flush the outbox, then disconnect until the next pack (battery saving)
         self.duty_cycle = False
         self._client: AsyncClient | None = None
+        self._acked: list[int] = []
         self.stats = UplinkStats()
         self.connected = asyncio.Event()
         #: what the hub sent to this device (down/...), as (topic, payload)
@@ -186,6 +188,10 @@ class Uplink:
         for task in sending:
             task.cancel()
 
+    def _forget_acked(self) -> None:
+        acked, self._acked = self._acked, []
+        self._outbox.ack(*acked)
+
     async def _send(
         self, client: AsyncClient, topic: str, entry: Entry, window: asyncio.Semaphore
     ) -> None:
@@ -193,7 +199,9 @@ class Uplink:
             self.stats.packs_sent += 1
             started = time.monotonic()
             await client.publish(topic, entry.payload)
-            self._outbox.ack(entry.id)
+            if not self._acked:
+                asyncio.get_running_loop().call_soon(self._forget_acked)
+            self._acked.append(entry.id)
             took = (time.monotonic() - started) * 1000
             self.stats.ack_ms = (
                 took if not self.stats.ack_ms else 0.9 * self.stats.ack_ms + 0.1 * took
