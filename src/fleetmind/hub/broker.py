@@ -73,10 +73,24 @@ class TopicAclPlugin(BaseTopicPlugin):  # type: ignore[misc]  # amqtt is untyped
         return model.is_allowed(session.username, topic, wanted)
 
 
+class _Subscriptions(dict[str, Any]):
+    """amqtt's subscription table, iterated over a snapshot: amqtt routes a message by walking
+    the live table across awaits, and a client subscribing meanwhile aborted the walk ("dictionary
+    changed size during iteration"), so the remaining subscribers never got that message."""
+
+    def items(self) -> Any:
+        return list(super().items())
+
+
 class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
-    """amqtt with one fix: it acknowledges a QoS 1 PUBLISH once the message is queued, before
+    """amqtt with two fixes. It acknowledges a QoS 1 PUBLISH once the message is queued, before
     routing it, and used to drop that queue when the client went away, so a device that
-    disconnected right after its last acknowledgement lost data. Route the queue first."""
+    disconnected right after its last acknowledgement lost data: route the queue first. And it
+    routes over a snapshot of the subscription table (:class:`_Subscriptions`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._subscriptions = _Subscriptions()
 
     async def _handle_disconnect(self, session: Session, handler: Any, waiter: Any) -> None:
         queue = session.delivered_message_queue
