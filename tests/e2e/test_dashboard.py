@@ -83,3 +83,43 @@ def test_pages_need_a_signed_in_browser(hub: RunningHub, browser: Browser) -> No
     page = browser.new_page()
     page.goto(f"{hub.url}/devices/dash-0000")
     expect(page).to_have_url(f"{hub.url}/login")
+
+
+def test_twin_is_edited_on_the_device_page_and_stale_saves_are_refused(
+    hub: RunningHub, browser: Browser, fleet: None
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    sign_in(page, hub)
+    expect(page.get_by_role("columnheader", name="Bytes saved")).to_be_visible()
+    page.goto(f"{hub.url}/devices/dash-0001")
+    expect(page.get_by_text("Desired, version 0")).to_be_visible(timeout=30_000)
+    editor = page.get_by_label("desired")
+
+    editor.fill("{not json")
+    page.get_by_role("button", name="Save desired").click()
+    expect(page.get_by_text("Not JSON")).to_be_visible()
+
+    editor.fill('{"settings": {"sample_hz": 1, "sensors": {"temperature": {"deadband": 0.5}}}}')
+    page.get_by_role("button", name="Save desired").click()
+    expect(page.get_by_text("Saved as version 1.")).to_be_visible()
+    expect(page.get_by_text("Desired, version 1")).to_be_visible()
+    # the agent applies it live and reports it back
+    expect(page.locator(".nicegui-code")).to_contain_text('"deadband": 0.5', timeout=30_000)
+
+    with hub.api() as api:  # someone else changes the twin meanwhile
+        changed = api.patch(
+            "/api/v1/devices/dash-0001/twin/desired",
+            json={"settings": {"sample_hz": 2}},
+            headers={"If-Match": '"1"'},
+        )
+        assert changed.status_code == 200, changed.text
+    editor.fill('{"settings": {"sample_hz": 4}}')
+    page.get_by_role("button", name="Save desired").click()
+    expect(page.get_by_text("Not saved: desired is at version 2, not 1")).to_be_visible()
+    page.get_by_role("button", name="Reload").click()
+    expect(page.get_by_text("Desired, version 2")).to_be_visible()
+    assert '"sample_hz": 2' in editor.input_value()
+    with hub.api() as api:
+        twin = api.get("/api/v1/devices/dash-0001/twin").json()
+    assert twin["desired"]["settings"]["sample_hz"] == 2
+    assert twin["desired_version"] == 2

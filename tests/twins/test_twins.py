@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fleetmind.devices.errors import DeviceNotFound
 from fleetmind.devices.service import DeviceService
@@ -10,7 +12,7 @@ from fleetmind.devices.store import DeviceStore
 from fleetmind.hub.registry import create_engine, migrate
 from fleetmind.twins.client import TwinClient
 from fleetmind.twins.errors import InvalidDocument, VersionConflict
-from fleetmind.twins.model import MAX_DOCUMENT_BYTES, check_document, merge_patch
+from fleetmind.twins.model import MAX_DOCUMENT_BYTES, check_document, make_patch, merge_patch
 from fleetmind.twins.service import TwinService
 from fleetmind.twins.store import TwinStore
 from fleetmind.wire import messages
@@ -33,6 +35,24 @@ from fleetmind.wire import messages
 )
 def test_merge_patch(target: object, patch: object, result: object) -> None:
     assert merge_patch(target, patch) == result
+
+
+#: no nulls: a merge patch reads them as deletions
+_leaves = st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+_documents = st.dictionaries(
+    st.text(max_size=3),
+    st.recursive(
+        _leaves,
+        lambda inner: st.dictionaries(st.text(max_size=3), inner, max_size=3),
+        max_leaves=8,
+    ),
+    max_size=4,
+)
+
+
+@given(_documents, _documents)
+def test_make_patch_turns_one_document_into_the_other(source: dict, target: dict) -> None:
+    assert merge_patch(source, make_patch(source, target)) == target
 
 
 def test_document_limits() -> None:

@@ -4,6 +4,8 @@ A browser signs in once with an API token; its server-side session then remember
 (never the token) and every page checks that the token still exists.
 """
 
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +17,8 @@ from nicegui import storage, ui
 from fleetmind.devices.errors import DeviceNotFound
 from fleetmind.hub.runtime import Hub
 from fleetmind.telemetry.model import Aggregation, Latest, Query
+from fleetmind.twins.errors import TwinError
+from fleetmind.twins.model import Twin, make_patch
 
 REFRESH_S = 2.0
 CHART_WINDOW = timedelta(minutes=5)
@@ -31,6 +35,13 @@ def _format_value(item: Latest) -> str:
 def _battery(latest: list[Latest]) -> str:
     level = next((x.value for x in latest if x.metric == f"{HEALTH}battery_pct"), None)
     return "mains" if not isinstance(level, float) else f"{level:.0f} %"
+
+
+def _bytes_saved(latest: list[Latest]) -> str:
+    saved = next((x.value for x in latest if x.metric == f"{HEALTH}bytes_saved"), None)
+    if not isinstance(saved, float):
+        return ""
+    return f"{saved / 1024:.1f} KiB" if saved >= 1024 else f"{saved:.0f} B"
 
 
 def _ago(moment: datetime | None) -> str:
@@ -101,6 +112,7 @@ def mount(app: FastAPI, hub: Hub) -> None:
             {"name": "status", "label": "Status", "field": "status", "align": "left"},
             {"name": "last_seen", "label": "Last seen", "field": "last_seen", "align": "left"},
             {"name": "battery", "label": "Battery", "field": "battery", "align": "left"},
+            {"name": "saved", "label": "Bytes saved", "field": "saved", "align": "right"},
             {"name": "values", "label": "Last values", "field": "values", "align": "left"},
         ]
         table = ui.table(columns=columns, rows=[], row_key="id", pagination=50).classes("w-full")
@@ -125,6 +137,7 @@ def mount(app: FastAPI, hub: Hub) -> None:
                     "status": "online" if device.online else "offline",
                     "last_seen": _ago(device.last_seen),
                     "battery": _battery(latest.get(device.id, [])),
+                    "saved": _bytes_saved(latest.get(device.id, [])),
                     "values": ", ".join(
                         _format_value(item)
                         for item in latest.get(device.id, [])
@@ -140,6 +153,68 @@ def mount(app: FastAPI, hub: Hub) -> None:
         refresh()
         ui.timer(REFRESH_S, refresh)
         return None
+
+    def twin_editor(device_id: str) -> Callable[[], None]:
+        """The twin: desired editable (saved as a merge patch against the version it shows,
+        so a concurrent change is refused, not overwritten), reported read-only. Returns the
+        function that refreshes the reported side."""
+        loaded: dict[str, Any] = {}
+
+        def load() -> None:
+            show(hub.twins.get(device_id))
+
+        def show(twin: Twin) -> None:
+            loaded.update(document=twin.desired, version=twin.desired_version)
+            desired_title.text = f"Desired, version {twin.desired_version}"
+            editor.value = json.dumps(twin.desired, indent=2, sort_keys=True)
+
+        def save() -> None:
+            try:
+                document = json.loads(editor.value or "{}")
+            except json.JSONDecodeError as exc:
+                ui.notify(f"Not JSON: {exc}", type="negative")
+                return
+            if not isinstance(document, dict):
+                ui.notify("The desired document is a JSON object.", type="negative")
+                return
+            try:
+                twin = hub.twins.patch_desired(
+                    device_id,
+                    make_patch(loaded["document"], document),
+                    if_version=loaded["version"],
+                )
+            except TwinError as exc:
+                ui.notify(f"Not saved: {exc}. Reload to see the current version.", type="negative")
+                return
+            ui.notify(f"Saved as version {twin.desired_version}.", type="positive")
+            show(twin)
+
+        def refresh_reported() -> None:
+            twin = hub.twins.get(device_id)
+            reported_title.text = f"Reported, version {twin.reported_version}"
+            text = json.dumps(twin.reported, indent=2, sort_keys=True)
+            if reported_view.content != text:
+                reported_view.content = text
+
+        # built with its content (not set afterwards): an update queued while the page loads is
+        # replayed when its websocket connects and would wipe what the user typed by then
+        twin = hub.twins.get(device_id)
+        loaded.update(document=twin.desired, version=twin.desired_version)
+        ui.label("Twin").classes("text-h6")
+        with ui.row().classes("w-full no-wrap items-start"):
+            with ui.column().classes("w-1/2"):
+                desired_title = ui.label(f"Desired, version {twin.desired_version}")
+                editor = ui.textarea(
+                    "desired", value=json.dumps(twin.desired, indent=2, sort_keys=True)
+                ).props("outlined autogrow spellcheck=false")
+                editor.classes("w-full font-mono")
+                with ui.row():
+                    ui.button("Save desired", on_click=save)
+                    ui.button("Reload", on_click=load).props("flat")
+            with ui.column().classes("w-1/2"):
+                reported_title = ui.label()
+                reported_view = ui.code("", language="json").classes("w-full")
+        return refresh_reported
 
     @ui.page("/devices/{device_id}", title="FleetMind - device")
     def device_page(device_id: str) -> RedirectResponse | None:
@@ -160,8 +235,10 @@ def mount(app: FastAPI, hub: Hub) -> None:
         ui.label("Health").classes("text-h6")
         health_grid = ui.grid(columns=4).classes("w-full")
         charts: dict[str, ui.echart] = {}
+        reported = twin_editor(device_id)
 
         def refresh() -> None:
+            reported()
             current = hub.devices.get(device_id)
             state.text = (
                 f"{'online' if current.online else 'offline'}, last seen {_ago(current.last_seen)}"

@@ -39,6 +39,24 @@ def merge_patch(target: object, patch: object) -> object:
     return result
 
 
+def make_patch(source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns ``source`` into ``target`` (``null`` values in ``target``
+    cannot be expressed: a merge patch reads them as deletions).
+
+    >>> make_patch({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": 2, "d": 4}, "e": 5})
+    {'a': None, 'b': {'d': 4}, 'e': 5}
+    """
+    patch: dict[str, Any] = {key: None for key in source if key not in target}
+    for key, value in target.items():
+        old = source.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            if inner := make_patch(old, value):
+                patch[key] = inner
+        elif key not in source or old != value or type(old) is not type(value):
+            patch[key] = value
+    return patch
+
+
 def encode(document: dict[str, Any]) -> str:
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
