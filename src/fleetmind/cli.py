@@ -11,16 +11,19 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from fleetmind.agent.credentials import Credentials
-from fleetmind.transport.http import HubClient, HubError
+from fleetmind.transport.errors import HubError
+
+if TYPE_CHECKING:  # the agent command stays light: the HTTP client and tables load on demand
+    from rich.progress import Progress
+
+    from fleetmind.transport.http import HubClient
 
 app = typer.Typer(
     help="FleetMind: a self-hosted AIoT platform (hub, agent, simulator).",
@@ -58,8 +61,10 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _hub(url: str | None, token: str | None, data_dir: Path = DEFAULT_DATA_DIR) -> HubClient:
+def _hub(url: str | None, token: str | None, data_dir: Path = DEFAULT_DATA_DIR) -> "HubClient":
     """A client for the hub; URL and token default to the local hub's files in ``data_dir``."""
+    from fleetmind.transport.http import HubClient
+
     if url is None:
         url_file = data_dir / "hub.url"
         url = url_file.read_text().strip() if url_file.exists() else "http://127.0.0.1:8080"
@@ -211,13 +216,22 @@ def sim(
         Path | None,
         typer.Option(help="Durable outboxes, one directory per device (default: in memory)."),
     ] = None,
+    drain_timeout: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds the agents may take to empty their outboxes at the end."),
+    ] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run N real agents with simulated sensors against a hub, then summarise."""
     from fleetmind.sim.fleet import Fleet, FleetConfig, device_names, provision
 
     config = FleetConfig(
-        devices=devices, rate_hz=rate, duration_s=duration, prefix=prefix, state_dir=state_dir
+        devices=devices,
+        rate_hz=rate,
+        duration_s=duration,
+        prefix=prefix,
+        state_dir=state_dir,
+        drain_timeout_s=drain_timeout,
     )
     with _hub(url, token, data_dir) as client, _progress() as progress:
         task = progress.add_task("provisioning", total=devices)
@@ -241,6 +255,8 @@ def sim(
     if as_json:
         _print_json(summary.as_dict())
         return
+    from rich.table import Table
+
     table = Table(title="simulation")
     table.add_column("")
     table.add_column("", justify="right")
@@ -249,7 +265,15 @@ def sim(
     out.print(table)
 
 
-def _progress() -> Progress:
+def _progress() -> "Progress":
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -362,6 +386,8 @@ def device_list(
     if as_json:
         _print_json(devices)
         return
+    from rich.table import Table
+
     table = Table("id", "name", "status", "last seen")
     for device in devices:
         table.add_row(
@@ -415,6 +441,8 @@ def telemetry_query(
     if as_json:
         _print_json(series)
         return
+    from rich.table import Table
+
     table = Table("time", metric, title=f"{device_id} {metric}")
     for point in series["points"]:
         table.add_row(point["time"], str(point["value"]))

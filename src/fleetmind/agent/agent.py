@@ -148,7 +148,7 @@ class Agent:
 
     async def sample(self) -> None:
         next_sample = time.monotonic()
-        sealed_at = next_sample
+        sealed_at = -math.inf  # the first readings go out at once: the hub sees a device start
         while True:
             t = time.time()
             sample_factor, pack_factor = STRETCH[self._update_power(t)]

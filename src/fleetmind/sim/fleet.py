@@ -17,7 +17,8 @@ from fleetmind.agent.credentials import Credentials, write_private
 from fleetmind.agent.power import SimulatedBattery
 from fleetmind.agent.sensors import AnomalyPlan
 from fleetmind.agent.settings import AgentSettings
-from fleetmind.transport.http import HubClient, HubError
+from fleetmind.transport.errors import HubError
+from fleetmind.transport.http import HubClient
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,7 @@ from typing import Any
 
 import httpx
 
-
-class HubError(RuntimeError):
-    """The hub refused a request or could not be reached; the message is one readable line."""
+from fleetmind.transport.errors import HubError
 
 
 class HubClient:
