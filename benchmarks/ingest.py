@@ -38,19 +38,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from fleetmind.agent.credentials import Credentials
 from fleetmind.devices import model
 from fleetmind.hub.broker import EmbeddedBroker
+from fleetmind.sim.stack import free_port
 from fleetmind.transport.paho import AsyncClient
 from fleetmind.wire import senml, topics
 
 DEVICES = 100
 METRICS = ("temperature", "humidity", "vibration", "power")
 WINDOW = 200  # QoS 1 messages in flight per device connection
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_port(port: int, timeout: float = 30) -> None:

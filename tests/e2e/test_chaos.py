@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 
 from conftest import require
-from fleetmind.sim.chaos import Chaos, ChaosPlan
+from fleetmind.sim.chaos import ChaosPlan, run_chaos
+from fleetmind.sim.stack import Stack
 
 
 @pytest.mark.timeout(400)
 def test_nothing_accepted_is_lost_or_duplicated(tmp_path: Path) -> None:
-    result = Chaos(ChaosPlan(), tmp_path, mosquitto=require("mosquitto")).run()
+    result = run_chaos(Stack(tmp_path, mosquitto=require("mosquitto")), ChaosPlan())
     assert result.readings_accepted > 100 * 2 * 4 * 20  # every device sent for most of the run
     assert result.readings_left_in_outboxes == 0
     assert result.readings_dropped == 0

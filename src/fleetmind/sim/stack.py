@@ -1,0 +1,171 @@
+"""A whole FleetMind installation as real processes: Mosquitto, ``fleetmind hub`` on it, and
+``fleetmind sim`` fleets with durable outboxes. Used to break things on purpose (chaos runs)
+and to measure recovery; every part can be stopped, killed and started again."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from fleetmind.agent.agent import OUTBOX_FILE
+from fleetmind.agent.outbox import Outbox
+from fleetmind.devices import model
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait(ready: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` (SIGKILL for a crash) and wait for the process to end."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        process.wait(timeout=60)
+
+
+class Stack:
+    """Broker, hub and fleets below ``work``; ``close()`` stops what still runs."""
+
+    def __init__(self, work: Path, *, mosquitto: str | None = None) -> None:
+        binary = mosquitto or shutil.which("mosquitto")
+        if binary is None:
+            raise RuntimeError("this run needs the mosquitto broker")
+        self.work = work
+        self._mosquitto_binary = binary
+        self._broker_dir = work / "broker"
+        self._broker_dir.mkdir(parents=True, exist_ok=True)
+        self._mqtt_port = free_port()
+        self._http_port = free_port()
+        self._hub_secret = model.new_secret()
+        self.broker: subprocess.Popen[bytes] | None = None
+        self.hub: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self._http_port}"
+        self.token = ""
+
+    def _fleetmind(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+        with (self.work / log).open("ab") as output:
+            return subprocess.Popen(
+                [sys.executable, "-m", "fleetmind", *args], stdout=output, stderr=subprocess.STDOUT
+            )
+
+    def start_broker(self) -> None:
+        directory = self._broker_dir
+        passwd = directory / "passwd"
+        if not passwd.exists():
+            hashed = model.hash_secret(self._hub_secret)
+            passwd.write_text(model.mosquitto_password_file({model.HUB_USERNAME: hashed}))
+            (directory / "acl").write_text(model.mosquitto_acl_file())
+        conf = model.mosquitto_config(str(directory), "127.0.0.1", self._mqtt_port)
+        if os.geteuid() == 0:  # stay root, or the broker could not read our private files
+            conf += "user root\n"
+        (directory / "mosquitto.conf").write_text(conf)
+        with (self.work / "broker.log").open("ab") as log:
+            self.broker = subprocess.Popen(
+                [self._mosquitto_binary, "-c", str(directory / "mosquitto.conf")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        (directory / "mosquitto.pid").write_text(f"{self.broker.pid}\n")
+        _wait(lambda: _listening(self._mqtt_port), "the broker")
+
+    def start_hub(self) -> None:
+        broker_url = f"mqtt://{model.HUB_USERNAME}:{self._hub_secret}@127.0.0.1:{self._mqtt_port}"
+        self.hub = self._fleetmind(
+            "hub", "--data-dir", str(self.work / "hub"), "--http-port", str(self._http_port),
+            "--broker-url", broker_url, "--mosquitto-dir", str(self._broker_dir),
+            log="hub.log",
+        )  # fmt: skip
+        _wait(self._healthy, "the hub")
+        self.token = (self.work / "hub" / "admin.token").read_text().strip()
+
+    def start_sim(
+        self, name: str, devices: int, *, rate_hz: float, duration_s: float, drain_s: float = 60
+    ) -> subprocess.Popen[bytes]:
+        """``fleetmind sim``: devices ``name-0000...``, their outboxes in ``state_dir(name)``."""
+        return self._fleetmind(
+            "sim", "--devices", str(devices), "--rate", str(rate_hz),
+            "--duration", str(duration_s), "--drain-timeout", str(drain_s),
+            "--prefix", name, "--json", "--url", self.url, "--token", self.token,
+            "--data-dir", str(self.work / name), "--state-dir", str(self.state_dir(name)),
+            log=f"{name}.log",
+        )  # fmt: skip
+
+    def state_dir(self, fleet: str) -> Path:
+        """Where the agents of ``fleet`` keep their state, one directory per device."""
+        return self.work / "state" / fleet
+
+    def close(self) -> None:
+        for process in (self.hub, self.broker):
+            if process is not None:
+                stop(process)
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # -- counting -------------------------------------------------------------------------------
+
+    def outboxes(self) -> tuple[dict[str, int], int, int]:
+        """Readings each device accepted (committed to its outbox), dropped, and left unsent."""
+        accepted: dict[str, int] = {}
+        dropped = left = 0
+        for path in sorted((self.work / "state").glob(f"*/*/{OUTBOX_FILE}")):
+            outbox = Outbox(path)
+            counters = outbox.counters
+            accepted[path.parent.name] = counters.readings_accepted
+            dropped += (
+                counters.readings_dropped_oldest
+                + counters.readings_dropped_newest
+                + counters.readings_expired
+            )
+            left += outbox.pending_readings()
+            outbox.close()
+        return accepted, dropped, left
+
+    def census(self) -> dict[str, dict[str, int]]:
+        """The store's rows and distinct readings per device."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        response = httpx.get(f"{self.url}/api/v1/stats/store", headers=headers, timeout=60)
+        response.raise_for_status()
+        census: dict[str, dict[str, int]] = response.json()
+        return census
+
+    def settle(self, expected: int, timeout: float = 120) -> tuple[dict[str, int], int]:
+        """Distinct readings per device once the store holds ``expected`` rows (or ``timeout``
+        passed), and the number of duplicates."""
+        deadline = time.monotonic() + timeout
+        while True:
+            census = self.census()
+            if sum(item["rows"] for item in census.values()) >= expected:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        stored = {device: item["distinct"] for device, item in census.items()}
+        duplicates = sum(item["rows"] - item["distinct"] for item in census.values())
+        return stored, duplicates
