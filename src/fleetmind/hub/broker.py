@@ -74,12 +74,16 @@ class TopicAclPlugin(BaseTopicPlugin):  # type: ignore[misc]  # amqtt is untyped
 
 
 class _Subscriptions(dict[str, Any]):
-    """amqtt's subscription table, iterated over a snapshot: amqtt routes a message by walking
-    the live table across awaits, and a client subscribing meanwhile aborted the walk ("dictionary
-    changed size during iteration"), so the remaining subscribers never got that message."""
+    """amqtt's subscription table, iterated over a snapshot: amqtt walks the live table across
+    awaits (routing a message, sending retained messages to a new client), and a client
+    subscribing meanwhile aborted the walk ("dictionary changed size during iteration"): the
+    remaining subscribers never got that message, or the new client's connection was dropped."""
 
     def items(self) -> Any:
         return list(super().items())
+
+    def __iter__(self) -> Any:
+        return iter(list(super().__iter__()))
 
 
 class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
