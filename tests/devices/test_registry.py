@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetmind.devices import model
-from fleetmind.devices.errors import DeviceExists, DeviceNotFound, InvalidDevice
-from fleetmind.devices.model import Action, is_allowed
+from fleetmind.devices import certificates, model
+from fleetmind.devices.ca import CertificateAuthority
+from fleetmind.devices.errors import CertificateError, DeviceExists, DeviceNotFound, InvalidDevice
+from fleetmind.devices.model import Action, DeviceState, is_allowed
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore
 from fleetmind.hub.registry import create_engine, migrate
@@ -85,3 +86,67 @@ def test_secret_hash_is_mosquitto_pbkdf2() -> None:
 )
 def test_topic_acl(user: str | None, topic: str, action: Action, allowed: bool) -> None:
     assert is_allowed(user, topic, action) is allowed
+
+
+@pytest.fixture
+def with_ca(tmp_path: Path) -> DeviceService:
+    engine = create_engine(f"sqlite:///{tmp_path / 'ca-registry.db'}")
+    migrate(engine)
+    return DeviceService(DeviceStore(engine), ca=CertificateAuthority.open(tmp_path / "ca"))
+
+
+def test_a_device_gets_a_certificate_the_registry_records(with_ca: DeviceService) -> None:
+    created = with_ca.add("pump-7")
+    assert created.certificate is not None and created.private_key is not None
+    serial = certificates.serial_hex(certificates.load_certificate(created.certificate))
+    [record] = with_ca.certificates("pump-7")
+    assert record.serial == serial and record.revoked_at is None
+    assert with_ca.may_connect("pump-7", serial)
+    assert not with_ca.may_connect("pump-7", "abc")  # not a certificate of this hub
+    other = with_ca.add("pump-8")
+    assert other.certificate is not None
+    other_serial = certificates.serial_hex(certificates.load_certificate(other.certificate))
+    assert not with_ca.may_connect("pump-7", other_serial)  # another device's certificate
+
+
+def test_suspend_reactivate_decommission(with_ca: DeviceService) -> None:
+    created = with_ca.add("pump-7")
+    assert created.certificate is not None
+    serial = certificates.serial_hex(certificates.load_certificate(created.certificate))
+    assert with_ca.authenticate("pump-7", created.secret)
+    assert with_ca.revocations() == []
+
+    assert with_ca.set_state("pump-7", DeviceState.SUSPENDED).state is DeviceState.SUSPENDED
+    assert not with_ca.authenticate("pump-7", created.secret)
+    assert not with_ca.may_connect("pump-7", serial)
+    assert [s for s, _ in with_ca.revocations()] == [serial]  # on hold while suspended
+
+    with_ca.set_state("pump-7", DeviceState.ACTIVE)
+    assert with_ca.authenticate("pump-7", created.secret)
+    assert with_ca.may_connect("pump-7", serial)
+    assert with_ca.revocations() == []
+
+    with_ca.set_state("pump-7", DeviceState.DECOMMISSIONED)
+    assert not with_ca.authenticate("pump-7", created.secret)
+    assert [s for s, _ in with_ca.revocations()] == [serial]
+    assert with_ca.certificates("pump-7")[0].revoked_at is not None
+    with pytest.raises(InvalidDevice, match="for good"):
+        with_ca.set_state("pump-7", DeviceState.ACTIVE)
+
+
+def test_revoking_one_certificate(with_ca: DeviceService) -> None:
+    created = with_ca.add("pump-7", csr=certificates.make_csr(certificates.new_key(), "pump-7"))
+    assert created.private_key is None and created.certificate is not None
+    serial = certificates.serial_hex(certificates.load_certificate(created.certificate))
+    with_ca.revoke("pump-7", serial)
+    assert not with_ca.may_connect("pump-7", serial)
+    assert with_ca.may_connect("pump-7")  # the device itself stays active
+    with pytest.raises(CertificateError):
+        with_ca.revoke("pump-7", serial)
+    with_ca.delete("pump-7")  # a deleted device's certificates stay in the CRL
+    assert [s for s, _ in with_ca.revocations()] == [serial]
+
+
+def test_a_csr_needs_a_ca(service: DeviceService) -> None:
+    with pytest.raises(InvalidDevice, match="certificate authority"):
+        service.add("pump-7", csr=certificates.make_csr(certificates.new_key(), "pump-7"))

@@ -4,6 +4,7 @@ DeviceError
 +-- DeviceNotFound        no device with that id
 +-- DeviceExists          the id is taken
 +-- InvalidDevice         a name that cannot be a device id
++-- CertificateError      a certificate, key or CSR that is malformed, foreign or not valid now
 """
 
 
@@ -20,4 +21,8 @@ class DeviceExists(DeviceError):
 
 
 class InvalidDevice(DeviceError):
+    pass
+
+
+class CertificateError(DeviceError):
     pass

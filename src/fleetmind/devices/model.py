@@ -25,6 +25,15 @@ class Action(StrEnum):
     SUBSCRIBE = "subscribe"
 
 
+class DeviceState(StrEnum):
+    """The lifecycle: an active device may connect; a suspended one may not until reactivated;
+    a decommissioned one never again (its certificates are revoked)."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    DECOMMISSIONED = "decommissioned"
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
     id: str
@@ -33,6 +42,19 @@ class Device:
     online: bool = False
     last_seen: datetime | None = None
     boot_id: str | None = None
+    state: DeviceState = DeviceState.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCertificate:
+    """What the registry keeps of a certificate it issued (never a private key)."""
+
+    serial: str
+    device_id: str
+    fingerprint: str
+    issued_at: datetime
+    not_after: datetime
+    revoked_at: datetime | None = None
 
 
 def new_secret() -> str:

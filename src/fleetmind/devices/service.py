@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fleetmind.devices import model
-from fleetmind.devices.errors import InvalidDevice
-from fleetmind.devices.model import Device
+from fleetmind.devices.ca import CertificateAuthority
+from fleetmind.devices.certificates import Issued
+from fleetmind.devices.errors import CertificateError, DeviceNotFound, InvalidDevice
+from fleetmind.devices.model import Device, DeviceCertificate, DeviceState
 from fleetmind.devices.store import DeviceStore
 from fleetmind.wire import topics
 from fleetmind.wire.errors import TopicError
@@ -20,10 +22,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class NewDevice:
-    """A device just created, with its secret: the only moment the secret exists in clear."""
+    """A device just created with its credentials: the only moment the secret (and a private key
+    the hub made) exist in clear."""
 
     device: Device
     secret: str
+    #: the device's certificate, the CA that signed it, and the key when the hub made it (PEM)
+    certificate: bytes | None = None
+    private_key: bytes | None = None
+    ca: bytes | None = None
 
 
 class DeviceService:
@@ -31,26 +38,102 @@ class DeviceService:
         self,
         store: DeviceStore,
         *,
+        ca: CertificateAuthority | None = None,
         on_credentials_changed: Callable[[], None] | None = None,
         on_deleted: Callable[[str], None] | None = None,
         on_online: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
+        self.ca = ca
         self._on_credentials_changed = on_credentials_changed
         self._on_deleted = on_deleted
         self._on_online = on_online
 
-    def add(self, name: str) -> NewDevice:
+    def add(self, name: str, *, csr: bytes | None = None) -> NewDevice:
+        """Register a device with a secret and, when the hub has a CA, a certificate (over the
+        key of ``csr`` if given, so the private key never leaves the device)."""
         try:
             device_id = topics.check_device_id(name)
         except TopicError as exc:
             raise InvalidDevice(str(exc)) from None
+        if csr is not None and self.ca is None:
+            raise InvalidDevice("this hub has no certificate authority to sign a CSR")
+        issued, key = self.ca.issue_device(device_id, csr) if self.ca else (None, None)
         secret = model.new_secret()
         device = Device(id=device_id, name=name, created_at=datetime.now(UTC))
         self._store.add(device, model.hash_secret(secret))
+        if issued is not None:
+            self._keep(device_id, issued)
         log.info("device %s added", device_id)
         self._credentials_changed()
-        return NewDevice(device, secret)
+        return NewDevice(
+            device,
+            secret,
+            certificate=issued.pem if issued else None,
+            private_key=key,
+            ca=self.ca.pem if self.ca else None,
+        )
+
+    def _keep(self, device_id: str, issued: Issued) -> None:
+        self._store.add_certificate(
+            DeviceCertificate(
+                serial=issued.serial,
+                device_id=device_id,
+                fingerprint=issued.fingerprint,
+                issued_at=datetime.now(UTC),
+                not_after=issued.not_after,
+            )
+        )
+
+    def set_state(self, device_id: str, state: DeviceState) -> Device:
+        """Suspend, reactivate or decommission. Decommissioning revokes every certificate and is
+        final; a suspended device's certificates are on hold (in the CRL) until reactivated."""
+        device = self._store.get(device_id)
+        if device.state is DeviceState.DECOMMISSIONED and state is not device.state:
+            raise InvalidDevice(f"device {device_id!r} is decommissioned for good")
+        self._store.set_state(device_id, state)
+        if state is DeviceState.DECOMMISSIONED:
+            self._store.revoke(datetime.now(UTC), device_id=device_id)
+            self._store.set_secret_hash(device_id, model.hash_secret(model.new_secret()))
+        log.info("device %s is %s", device_id, state)
+        self._credentials_changed()
+        return self._store.get(device_id)
+
+    def revoke(self, device_id: str, serial: str) -> None:
+        """Revoke one certificate of a device."""
+        self._store.get(device_id)
+        if not self._store.revoke(datetime.now(UTC), device_id=device_id, serial=serial):
+            raise CertificateError(f"device {device_id!r} has no valid certificate {serial}")
+        log.info("device %s: certificate %s revoked", device_id, serial)
+        self._credentials_changed()
+
+    def certificates(self, device_id: str) -> list[DeviceCertificate]:
+        self._store.get(device_id)
+        return self._store.certificates(device_id)
+
+    def revocations(self) -> list[tuple[str, datetime]]:
+        """What the CRL lists: revoked certificates, and those of devices that may not connect
+        now (suspended, decommissioned or deleted), as of when."""
+        states = {device.id: device.state for device in self._store.list()}
+        now = datetime.now(UTC)
+        return [
+            (item.serial, item.revoked_at or now)
+            for item in self._store.certificates()
+            if item.revoked_at is not None or states.get(item.device_id) is not DeviceState.ACTIVE
+        ]
+
+    def may_connect(self, device_id: str, serial: str | None = None) -> bool:
+        """True for an active device (and, with ``serial``, a certificate of its, not revoked)."""
+        try:
+            device = self._store.get(device_id)
+        except DeviceNotFound:
+            return False
+        if device.state is not DeviceState.ACTIVE:
+            return False
+        if serial is None:
+            return True
+        item = self._store.certificate(serial)
+        return item is not None and item.device_id == device_id and item.revoked_at is None
 
     def get(self, device_id: str) -> Device:
         return self._store.get(device_id)
@@ -67,7 +150,11 @@ class DeviceService:
 
     def authenticate(self, username: str, secret: str) -> bool:
         hashed = self._store.secret_hash(username)
-        return hashed is not None and model.verify_secret(secret, hashed)
+        return (
+            hashed is not None
+            and model.verify_secret(secret, hashed)
+            and self.may_connect(username)
+        )
 
     def status_changed(self, device_id: str, *, online: bool, boot_id: str | None) -> None:
         if not self._store.set_connectivity(

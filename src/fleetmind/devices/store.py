@@ -3,13 +3,14 @@
 The schema is created and evolved by the hub's Alembic migrations; :data:`metadata` describes it.
 """
 
+import builtins
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
 from fleetmind.devices.errors import DeviceExists, DeviceNotFound
-from fleetmind.devices.model import Device
+from fleetmind.devices.model import Device, DeviceCertificate, DeviceState
 
 metadata = sa.MetaData()
 
@@ -23,6 +24,18 @@ devices = sa.Table(
     sa.Column("online", sa.Boolean, nullable=False, default=False),
     sa.Column("last_seen", sa.DateTime(timezone=True)),
     sa.Column("boot_id", sa.String(64)),
+    sa.Column("state", sa.String(20), nullable=False, default=DeviceState.ACTIVE.value),
+)
+
+certificates = sa.Table(
+    "certificates",
+    metadata,
+    sa.Column("serial", sa.String(40), primary_key=True),
+    sa.Column("device_id", sa.String(64), nullable=False, index=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("not_after", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
 
 
@@ -41,6 +54,18 @@ def _device(row: RowMapping) -> Device:
         online=row["online"],
         last_seen=_utc(row["last_seen"]),
         boot_id=row["boot_id"],
+        state=DeviceState(row["state"]),
+    )
+
+
+def _certificate(row: RowMapping) -> DeviceCertificate:
+    return DeviceCertificate(
+        serial=row["serial"],
+        device_id=row["device_id"],
+        fingerprint=row["fingerprint"],
+        issued_at=_utc(row["issued_at"]) or datetime.now(UTC),
+        not_after=_utc(row["not_after"]) or datetime.now(UTC),
+        revoked_at=_utc(row["revoked_at"]),
     )
 
 
@@ -60,6 +85,7 @@ class DeviceStore:
                         secret_hash=secret_hash,
                         created_at=device.created_at,
                         online=False,
+                        state=device.state.value,
                     )
                 )
         except sa.exc.IntegrityError:
@@ -82,9 +108,69 @@ class DeviceStore:
             return [_device(row) for row in rows]
 
     def delete(self, device_id: str) -> None:
+        """Forget the device; its certificates stay (revoked) so the CRL keeps listing them."""
         with self._engine.begin() as connection:
             deleted = connection.execute(devices.delete().where(devices.c.id == device_id))
         if deleted.rowcount == 0:
+            raise DeviceNotFound(f"no device {device_id!r}")
+
+    def set_state(self, device_id: str, state: DeviceState) -> None:
+        with self._engine.begin() as connection:
+            updated = connection.execute(
+                devices.update().where(devices.c.id == device_id).values(state=state.value)
+            )
+        if updated.rowcount == 0:
+            raise DeviceNotFound(f"no device {device_id!r}")
+
+    def add_certificate(self, certificate: DeviceCertificate) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                certificates.insert().values(
+                    serial=certificate.serial,
+                    device_id=certificate.device_id,
+                    fingerprint=certificate.fingerprint,
+                    issued_at=certificate.issued_at,
+                    not_after=certificate.not_after,
+                    revoked_at=certificate.revoked_at,
+                )
+            )
+
+    def certificates(self, device_id: str | None = None) -> "builtins.list[DeviceCertificate]":
+        """A device's certificates (every one when ``device_id`` is None), newest first."""
+        query = certificates.select().order_by(certificates.c.issued_at.desc())
+        if device_id is not None:
+            query = query.where(certificates.c.device_id == device_id)
+        with self._engine.connect() as connection:
+            return [_certificate(row) for row in connection.execute(query).mappings()]
+
+    def certificate(self, serial: str) -> DeviceCertificate | None:
+        with self._engine.connect() as connection:
+            row = (
+                connection.execute(certificates.select().where(certificates.c.serial == serial))
+                .mappings()
+                .first()
+            )
+        return None if row is None else _certificate(row)
+
+    def revoke(self, at: datetime, *, device_id: str, serial: str | None = None) -> int:
+        """Revoke a device's certificate (``serial``) or all of them; how many were revoked."""
+        condition = sa.and_(
+            certificates.c.device_id == device_id, certificates.c.revoked_at.is_(None)
+        )
+        if serial is not None:
+            condition = sa.and_(condition, certificates.c.serial == serial)
+        with self._engine.begin() as connection:
+            updated = connection.execute(
+                certificates.update().where(condition).values(revoked_at=at)
+            )
+        return int(updated.rowcount)
+
+    def set_secret_hash(self, device_id: str, secret_hash: str) -> None:
+        with self._engine.begin() as connection:
+            updated = connection.execute(
+                devices.update().where(devices.c.id == device_id).values(secret_hash=secret_hash)
+            )
+        if updated.rowcount == 0:
             raise DeviceNotFound(f"no device {device_id!r}")
 
     def secret_hash(self, device_id: str) -> str | None:
@@ -95,8 +181,13 @@ class DeviceStore:
             return value
 
     def secret_hashes(self) -> dict[str, str]:
+        """The secrets of the devices that may connect (active ones)."""
         with self._engine.connect() as connection:
-            rows = connection.execute(sa.select(devices.c.id, devices.c.secret_hash))
+            rows = connection.execute(
+                sa.select(devices.c.id, devices.c.secret_hash).where(
+                    devices.c.state == DeviceState.ACTIVE.value
+                )
+            )
             return {row.id: row.secret_hash for row in rows}
 
     def set_connectivity(

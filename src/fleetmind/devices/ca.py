@@ -1,0 +1,110 @@
+"""The hub's certificate authority on disk: its root, the broker's server certificate, the CRL.
+
+The root lives in ``DATA_DIR/ca/`` (``ca.key`` mode 0600, ``ca.crt``), created at first start,
+or is supplied by the operator (``--ca-cert``/``--ca-key``). A key file that others may read is
+refused: the hub will not sign with a key it cannot keep secret.
+"""
+
+import os
+import stat
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from fleetmind.devices import certificates
+from fleetmind.devices.certificates import Issued, PrivateKey
+from fleetmind.devices.errors import CertificateError
+
+
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` atomically with ``data``, created with ``mode`` from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(descriptor, mode)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _private_key(path: Path) -> PrivateKey:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CertificateError(
+            f"{path} may be read by others (mode {stat.S_IMODE(mode):o}); chmod 600 it"
+        )
+    return certificates.load_key(path.read_bytes())
+
+
+class CertificateAuthority:
+    def __init__(self, key: PrivateKey, certificate: x509.Certificate) -> None:
+        self._key = key
+        self.certificate = certificate
+
+    @classmethod
+    def open(
+        cls, directory: Path, *, cert_file: Path | None = None, key_file: Path | None = None
+    ) -> "CertificateAuthority":
+        """The operator's root if given, else the one in ``directory`` (created if missing)."""
+        if (cert_file is None) != (key_file is None):
+            raise CertificateError("give both the CA certificate and its key, or neither")
+        if cert_file is None or key_file is None:
+            cert_file, key_file = directory / "ca.crt", directory / "ca.key"
+            if not cert_file.exists() and not key_file.exists():
+                key, certificate = certificates.create_ca()
+                write_file(key_file, certificates.key_pem(key), 0o600)
+                write_file(cert_file, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+        try:
+            key = _private_key(key_file)
+            certificate = certificates.load_certificate(cert_file.read_bytes())
+        except OSError as exc:
+            raise CertificateError(f"cannot read the CA: {exc}") from None
+        if certificate.public_key() != key.public_key():
+            raise CertificateError(f"{key_file} is not the key of {cert_file}")
+        return cls(key, certificate)
+
+    @property
+    def pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def issue_device(
+        self, device_id: str, csr: bytes | None = None, *, days: int = certificates.DEVICE_DAYS
+    ) -> tuple[Issued, bytes | None]:
+        """A certificate for ``device_id`` over the CSR's key, or over a new key pair (returned as
+        PEM; the hub keeps no copy)."""
+        if csr is not None:
+            request = certificates.load_csr(csr)
+            return certificates.issue_device(self._key, self.certificate, request, device_id,
+                                             days=days), None  # fmt: skip
+        key = certificates.new_key()
+        issued = certificates.issue_device(
+            self._key, self.certificate, key.public_key(), device_id, days=days
+        )
+        return issued, certificates.key_pem(key)
+
+    def verify(self, certificate: x509.Certificate, now: datetime) -> str:
+        """The device id of a certificate this CA issued and that is valid at ``now``."""
+        certificates.verify_issued_by(certificate, self.certificate, now)
+        return certificates.device_id_of(certificate)
+
+    def server_files(self, directory: Path, hosts: Iterable[str]) -> tuple[Path, Path, Path]:
+        """``ca.crt``, ``server.crt`` and ``server.key`` (0600) for a TLS listener on ``hosts``,
+        issued anew each start (they are cheap, and a changed host name is picked up)."""
+        key = certificates.new_key()
+        issued = certificates.issue_server(self._key, self.certificate, key, hosts)
+        ca, cert = directory / "ca.crt", directory / "server.crt"
+        key_path = directory / "server.key"
+        write_file(ca, self.pem, 0o644)
+        write_file(key_path, certificates.key_pem(key), 0o600)
+        write_file(cert, issued.pem, 0o644)
+        return ca, cert, key_path
+
+    def revocation_list(self, revoked: Iterable[tuple[str, datetime]]) -> bytes:
+        return certificates.revocation_list(self._key, self.certificate, revoked)
