@@ -22,8 +22,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleetmind.devices import model
-from fleetmind.devices.service import write_mosquitto_files
-from fleetmind.devices.store import DeviceStore
+from fleetmind.devices.service import DeviceService, write_mosquitto_files
 from fleetmind.wire import status, topics
 
 
@@ -131,7 +130,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
     """A hub with the embedded broker, on free ports, for the tests of one module."""
-    running = start_hub(tmp_path_factory.mktemp("hub") / "data", "--mqtt-port", str(free_port()))
+    running = start_hub(
+        tmp_path_factory.mktemp("hub") / "data",
+        "--mqtt-port", str(free_port()), "--mqtt-tls-port", str(free_port()),
+    )  # fmt: skip
     yield running
     stop(running.process)
 
@@ -143,17 +145,18 @@ class Mosquitto:
     process: subprocess.Popen[bytes]
 
 
-def mosquitto_conf(directory: Path, port: int) -> Path:
+def mosquitto_conf(directory: Path, port: int, tls_port: int | None = None) -> Path:
     conf = directory / "mosquitto.conf"
     # "user root" is read only when started as root: it keeps access to our files
-    conf.write_text(model.mosquitto_config(str(directory), "127.0.0.1", port) + "user root\n")
+    text = model.mosquitto_config(str(directory), "127.0.0.1", port, tls_port)
+    conf.write_text(text + "user root\n")
     return conf
 
 
-def start_mosquitto(directory: Path, port: int) -> Mosquitto:
-    """Mosquitto with FleetMind's password and ACL files in ``directory`` (written before)."""
+def start_mosquitto(directory: Path, port: int, tls_port: int | None = None) -> Mosquitto:
+    """Mosquitto with FleetMind's files in ``directory`` (written before)."""
     binary = require("mosquitto")
-    conf = mosquitto_conf(directory, port)
+    conf = mosquitto_conf(directory, port, tls_port)
     log = (directory / "mosquitto.log").open("wb")
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     (directory / "mosquitto.pid").write_text(f"{process.pid}\n")
@@ -168,9 +171,13 @@ def start_mosquitto(directory: Path, port: int) -> Mosquitto:
     return Mosquitto(port, directory, process)
 
 
-def mosquitto_for_store(directory: Path, store: DeviceStore, hub_secret: str) -> Mosquitto:
-    write_mosquitto_files(directory, store, model.hash_secret(hub_secret))
-    return start_mosquitto(directory, free_port())
+def mosquitto_for(
+    directory: Path, devices: DeviceService, hub_secret: str, tls_port: int | None = None
+) -> Mosquitto:
+    write_mosquitto_files(directory, devices, model.hash_secret(hub_secret))
+    if devices.ca is not None:
+        devices.ca.server_files(directory, ["127.0.0.1"])
+    return start_mosquitto(directory, free_port(), tls_port)
 
 
 def device_json(device: dict[str, object]) -> str:

@@ -1,4 +1,5 @@
-"""Authentication and topic ACL, against the embedded broker (amqtt) and Mosquitto."""
+"""Authentication and topic ACL, against the embedded broker (amqtt) and Mosquitto, with
+passwords on the plain listener and certificates on the mutual-TLS one."""
 
 import asyncio
 import contextlib
@@ -6,20 +7,25 @@ import os
 import queue
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import free_port, mosquitto_for_store, stop, wait_until
+from conftest import free_port, mosquitto_for, stop, wait_until
+from fleetmind.agent.credentials import Credentials
 from fleetmind.devices import model
+from fleetmind.devices.ca import CertificateAuthority
+from fleetmind.devices.model import DeviceState
 from fleetmind.devices.service import DeviceService, write_mosquitto_files
 from fleetmind.devices.store import DeviceStore
-from fleetmind.hub.broker import EmbeddedBroker
+from fleetmind.hub.broker import SWEEP_S, EmbeddedBroker, TlsListener
 from fleetmind.hub.registry import create_engine, migrate
 from fleetmind.transport.paho import AsyncClient
 
@@ -34,11 +40,14 @@ class Broker:
     store: DeviceStore
     secrets: dict[str, str]
     directory: Path
+    tls_port: int
+    #: the devices' mutual-TLS identities
+    tls: dict[str, Credentials]
 
     def credentials_changed(self) -> None:
         """What the hub does after a registry change (Mosquitto reads files on SIGHUP)."""
         if self.kind == "mosquitto":
-            write_mosquitto_files(self.directory, self.store, model.hash_secret(HUB_SECRET))
+            write_mosquitto_files(self.directory, self.devices, model.hash_secret(HUB_SECRET))
             pid = int((self.directory / "mosquitto.pid").read_text())
             os.kill(pid, signal.SIGHUP)
             time.sleep(0.5)
@@ -50,42 +59,75 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
     engine = create_engine(url)
     migrate(engine)
     store = DeviceStore(engine)
-    devices = DeviceService(store)
-    secrets = {name: devices.add(name).secret for name in ("d1", "d2")}
+    devices = DeviceService(store, ca=CertificateAuthority.open(tmp_path / "ca"))
+    created = {name: devices.add(name) for name in ("d1", "d2")}
+    secrets = {name: item.secret for name, item in created.items()}
+    tls_port = free_port()
+    tls = {
+        name: Credentials.from_device(
+            {"id": name, "mqtts": {"host": "127.0.0.1", "port": tls_port,
+                                   "ca": item.ca.decode(), "certificate": item.certificate.decode(),
+                                   "private_key": item.private_key.decode()}}  # type: ignore[union-attr]
+        )
+        for name, item in created.items()
+    }  # fmt: skip
     if request.param == "amqtt":
         port = free_port()
-        embedded = EmbeddedBroker("127.0.0.1", port, url, model.hash_secret(HUB_SECRET))
+        assert devices.ca is not None
+        files = devices.ca.server_files(tmp_path / "tls", ["127.0.0.1"])
+        embedded = EmbeddedBroker(
+            "127.0.0.1", port, url, model.hash_secret(HUB_SECRET), TlsListener(tls_port, *files)
+        )
         embedded.start()
 
-        def listening() -> bool:
+        def listening(port: int) -> bool:
             with socket.socket() as probe:
                 return probe.connect_ex(("127.0.0.1", port)) == 0
 
-        wait_until(listening)
-        yield Broker("amqtt", port, devices, store, secrets, tmp_path)
+        wait_until(lambda: listening(port) and listening(tls_port))
+        yield Broker("amqtt", port, devices, store, secrets, tmp_path, tls_port, tls)
         embedded.stop()
     else:
-        mosquitto = mosquitto_for_store(tmp_path, store, HUB_SECRET)
-        yield Broker("mosquitto", mosquitto.port, devices, store, secrets, tmp_path)
+        mosquitto = mosquitto_for(tmp_path, devices, HUB_SECRET, tls_port)
+        yield Broker("mosquitto", mosquitto.port, devices, store, secrets, tmp_path, tls_port, tls)
         stop(mosquitto.process)
 
 
 class Client:
     """A synchronous paho client that records what it receives."""
 
-    def __init__(self, port: int, username: str | None, password: str | None) -> None:
+    def __init__(
+        self,
+        port: int,
+        username: str | None,
+        password: str | None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.refused: str | None = None
         self._connected = queue.Queue[bool]()
         self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{username}-{time.time()}")
         if username is not None:
             self.mqtt.username_pw_set(username, password)
+        if tls is not None:
+            self.mqtt.tls_set_context(tls)
         self.mqtt.on_connect = self._on_connect
         self.mqtt.on_message = lambda _c, _u, m: self.received.put((m.topic, m.payload))
         self.mqtt.on_disconnect = lambda *_: self._connected.put(False)
-        self.mqtt.connect("127.0.0.1", port)
+        try:
+            self.mqtt.connect("127.0.0.1", port)
+        except OSError as exc:  # a refused TLS handshake
+            self.refused, self.ok = str(exc), False
+            return
         self.mqtt.loop_start()
         self.ok = self._connected.get(timeout=10)
+
+    def lost(self, timeout: float) -> bool:
+        """True if the broker drops the connection within ``timeout``."""
+        try:
+            return not self._connected.get(timeout=timeout)
+        except queue.Empty:
+            return False
 
     def _on_connect(self, _c: object, _u: object, _f: object, reason: object, _p: object) -> None:
         failed = getattr(reason, "is_failure", False)
@@ -198,3 +240,86 @@ def test_acknowledged_messages_survive_an_abrupt_disconnect(broker: Broker) -> N
             received.add(hub.received.get(timeout=0.5)[1])
     assert len(received) == 2000
     hub.close()
+
+
+# -- mutual TLS ------------------------------------------------------------------------------
+
+
+def _context(identity: Credentials) -> ssl.SSLContext:
+    context = identity.ssl_context()
+    assert context is not None
+    return context
+
+
+def test_a_certificate_is_the_identity_whatever_username_is_sent(broker: Broker) -> None:
+    hub = Client(broker.port, "_hub", HUB_SECRET)
+    hub.subscribe("fm/v1/d/+/up/#")
+    d1 = Client(broker.tls_port, "d2", "not-a-secret", _context(broker.tls["d1"]))
+    assert d1.ok, d1.refused
+    d1.publish("fm/v1/d/d2/up/telemetry", b"forged")  # d1's certificate, d2's topic
+    d1.publish("fm/v1/d/d1/up/telemetry", b"mine")
+    assert hub.drain(until=b"mine") == [("fm/v1/d/d1/up/telemetry", b"mine")]
+    hub.close()
+    d1.close()
+
+
+def test_no_foreign_or_expired_certificate_gets_in(broker: Broker, tmp_path: Path) -> None:
+    d1 = broker.tls["d1"]
+    anonymous = ssl.create_default_context(cadata=d1.ca)
+    foreign = CertificateAuthority.open(tmp_path / "foreign")
+    assert broker.devices.ca is not None
+    attempts = {"no certificate": anonymous}
+    issued, key = foreign.issue_device("d1")
+    attempts["foreign CA"] = _replace(d1, issued.pem, key)
+    issued, key = broker.devices.ca.issue_device("d1", days=1, now=_days_ago(3))
+    attempts["expired"] = _replace(d1, issued.pem, key)
+    for what, context in attempts.items():
+        client = Client(broker.tls_port, "d1", None, context)
+        assert not client.ok, f"{what} got in"
+        client.close()
+
+
+def test_a_plain_password_is_no_way_into_the_tls_listener(broker: Broker) -> None:
+    plain = Client(broker.tls_port, "d1", broker.secrets["d1"])
+    assert not plain.ok
+    plain.close()
+
+
+def test_revoked_and_suspended_certificates_are_refused(broker: Broker) -> None:
+    d1 = _context(broker.tls["d1"])
+    connected = Client(broker.tls_port, None, None, d1)
+    assert connected.ok
+    [certificate] = broker.devices.certificates("d1")
+    broker.devices.revoke("d1", certificate.serial)
+    broker.credentials_changed()
+    if broker.kind == "amqtt":  # the embedded broker also drops a connected revoked device
+        assert connected.lost(timeout=SWEEP_S * 3)
+    connected.close()
+    again = Client(broker.tls_port, None, None, d1)
+    assert not again.ok
+    again.close()
+
+    d2 = _context(broker.tls["d2"])
+    broker.devices.set_state("d2", DeviceState.SUSPENDED)
+    broker.credentials_changed()
+    suspended = Client(broker.tls_port, None, None, d2)
+    assert not suspended.ok
+    suspended.close()
+    broker.devices.set_state("d2", DeviceState.ACTIVE)
+    broker.credentials_changed()
+    back = Client(broker.tls_port, None, None, d2)
+    assert back.ok, back.refused
+    back.close()
+
+
+def _replace(identity: Credentials, certificate: bytes, key: bytes | None) -> ssl.SSLContext:
+    assert key is not None
+    other = Credentials(
+        identity.host, identity.port, identity.username, "",
+        ca=identity.ca, certificate=certificate.decode(), private_key=key.decode(),
+    )  # fmt: skip
+    return _context(other)
+
+
+def _days_ago(days: int) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)

@@ -75,17 +75,24 @@ class CertificateAuthority:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
     def issue_device(
-        self, device_id: str, csr: bytes | None = None, *, days: int = certificates.DEVICE_DAYS
+        self,
+        device_id: str,
+        csr: bytes | None = None,
+        *,
+        days: int = certificates.DEVICE_DAYS,
+        now: datetime | None = None,
     ) -> tuple[Issued, bytes | None]:
         """A certificate for ``device_id`` over the CSR's key, or over a new key pair (returned as
         PEM; the hub keeps no copy)."""
         if csr is not None:
             request = certificates.load_csr(csr)
-            return certificates.issue_device(self._key, self.certificate, request, device_id,
-                                             days=days), None  # fmt: skip
+            issued = certificates.issue_device(
+                self._key, self.certificate, request, device_id, days=days, now=now
+            )
+            return issued, None
         key = certificates.new_key()
         issued = certificates.issue_device(
-            self._key, self.certificate, key.public_key(), device_id, days=days
+            self._key, self.certificate, key.public_key(), device_id, days=days, now=now
         )
         return issued, certificates.key_pem(key)
 

@@ -153,13 +153,33 @@ def mosquitto_acl_file() -> str:
     )
 
 
-def mosquitto_config(directory: str, host: str, port: int) -> str:
+def mosquitto_config(directory: str, host: str, port: int, tls_port: int | None = None) -> str:
     """A ``mosquitto.conf`` for FleetMind: no anonymous clients, our password and ACL files,
     queues deep enough that a hub restart loses nothing devices sent meanwhile, and persistence,
-    so a broker restart does not lose the messages queued for the hub."""
+    so a broker restart does not lose the messages queued for the hub.
+
+    With ``tls_port``, a mutual-TLS listener too: a client certificate of the hub's CA is
+    required, its common name is the username, and the hub's CRL is checked (``ca.crt``,
+    ``server.crt``, ``server.key`` and ``crl.pem`` in ``directory``, written by the hub)."""
+    tls = (
+        ""
+        if tls_port is None
+        else (
+            f"listener {tls_port} {host}\n"
+            f"cafile {directory}/ca.crt\n"
+            f"certfile {directory}/server.crt\n"
+            f"keyfile {directory}/server.key\n"
+            f"crlfile {directory}/crl.pem\n"
+            "require_certificate true\n"
+            "use_identity_as_username true\n"
+            "tls_version tlsv1.2\n"
+        )
+    )
     return (
         "# Written by FleetMind.\n"
+        "per_listener_settings false\n"
         f"listener {port} {host}\n"
+        f"{tls}"
         "allow_anonymous false\n"
         f"password_file {directory}/passwd\n"
         f"acl_file {directory}/acl\n"

@@ -107,6 +107,10 @@ class DeviceService:
         log.info("device %s: certificate %s revoked", device_id, serial)
         self._credentials_changed()
 
+    def secret_hashes(self) -> dict[str, str]:
+        """The hashed secrets of the devices that may connect now."""
+        return self._store.secret_hashes()
+
     def certificates(self, device_id: str) -> list[DeviceCertificate]:
         self._store.get(device_id)
         return self._store.certificates(device_id)
@@ -173,16 +177,20 @@ class DeviceService:
             self._on_credentials_changed()
 
 
-def write_mosquitto_files(directory: Path, store: DeviceStore, hub_secret_hash: str) -> None:
-    """Write ``passwd`` and ``acl`` for an external Mosquitto; each is replaced atomically.
+def write_mosquitto_files(directory: Path, devices: DeviceService, hub_secret_hash: str) -> None:
+    """Write ``passwd``, ``acl`` and (with a CA) ``crl.pem`` for an external Mosquitto; each is
+    replaced atomically.
 
-    Mosquitto reads them at start and on SIGHUP. The files are mode 0640: put them in a group
-    the broker's user belongs to.
+    Mosquitto reads them at start and on SIGHUP (the CRL too: a revoked certificate is refused
+    at its next connection). The files are mode 0640: put them in a group the broker's user
+    belongs to.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    entries = store.secret_hashes() | {model.HUB_USERNAME: hub_secret_hash}
+    entries = devices.secret_hashes() | {model.HUB_USERNAME: hub_secret_hash}
     _replace(directory / "passwd", model.mosquitto_password_file(entries))
     _replace(directory / "acl", model.mosquitto_acl_file())
+    if devices.ca is not None:
+        _replace(directory / "crl.pem", devices.ca.revocation_list(devices.revocations()).decode())
 
 
 def _replace(path: Path, text: str) -> None:

@@ -3,6 +3,12 @@
 The child loads :class:`RegistryAuthPlugin` and :class:`TopicAclPlugin` by dotted path; both read
 the hub's registry (SQLite or PostgreSQL) directly, so a device added through the API can connect
 at once and a deleted one cannot.
+
+With a TLS listener, a client must present a certificate of the hub's CA (mutual TLS); its
+subject's common name is its identity (the MQTT username it sent is ignored), and the registry
+must know the certificate's serial as valid for an active device. Every few seconds the broker
+checks its connected devices again and drops those no longer allowed (revoked, suspended,
+decommissioned, deleted).
 """
 
 import asyncio
@@ -10,22 +16,30 @@ import contextlib
 import logging
 import multiprocessing
 import signal
+import ssl
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from amqtt.adapters import WriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action as BrokerAction
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
+from cryptography import x509
 
-from fleetmind.devices import model
+from fleetmind.devices import certificates, model
+from fleetmind.devices.errors import CertificateError
 from fleetmind.devices.model import Action
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore
 
 log = logging.getLogger(__name__)
+
+#: seconds between checks of the connected devices against the registry
+SWEEP_S = 2.0
 
 
 class RegistryAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is untyped
@@ -43,6 +57,9 @@ class RegistryAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is unty
         self._devices = DeviceService(DeviceStore(sa.create_engine(self.config.registry_url)))
 
     async def authenticate(self, *, session: Session) -> bool | None:
+        peer = session.ssl_object.getpeercert(binary_form=True) if session.ssl_object else None
+        if peer:
+            return await self._by_certificate(session, peer)
         username, secret = session.username, session.password
         if not username or secret is None:
             return False
@@ -51,6 +68,20 @@ class RegistryAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is unty
         if username == model.HUB_USERNAME:
             return model.verify_secret(secret, self.config.hub_secret_hash)
         return await asyncio.to_thread(self._devices.authenticate, username, secret)
+
+    async def _by_certificate(self, session: Session, der: bytes) -> bool:
+        """TLS verified the chain and validity; the registry decides whether it is still good."""
+        try:
+            certificate = x509.load_der_x509_certificate(der)
+            device_id = certificates.device_id_of(certificate)
+        except (ValueError, CertificateError):
+            return False
+        serial = certificates.serial_hex(certificate)
+        if not await asyncio.to_thread(self._devices.may_connect, device_id, serial):
+            return False
+        session.username = device_id
+        session.certificate_serial = serial
+        return True
 
 
 class TopicAclPlugin(BaseTopicPlugin):  # type: ignore[misc]  # amqtt is untyped
@@ -96,6 +127,31 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         super().__init__(*args, **kwargs)
         self._subscriptions = _Subscriptions()
 
+    @staticmethod
+    def _create_ssl_context(listener: Any) -> ssl.SSLContext:
+        """amqtt asks for a client certificate but accepts none; FleetMind requires one."""
+        context: ssl.SSLContext = Broker._create_ssl_context(listener)
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    async def drop_disallowed(self, devices: DeviceService) -> int:
+        """Close the connections of devices that may no longer connect; how many were closed."""
+        dropped = 0
+        for session, handler in list(self._sessions.values()):
+            username = session.username
+            if username in (None, model.HUB_USERNAME) or session.transitions.state != "connected":
+                continue
+            serial = getattr(session, "certificate_serial", None)
+            if await asyncio.to_thread(devices.may_connect, username, serial):
+                continue
+            writer: WriterAdapter | None = getattr(handler, "writer", None)
+            if writer is not None:
+                log.info("disconnecting %s: it may no longer connect", username)
+                await writer.close()
+                dropped += 1
+        return dropped
+
     async def _handle_disconnect(self, session: Session, handler: Any, waiter: Any) -> None:
         queue = session.delivered_message_queue
         while not queue.empty():
@@ -105,9 +161,38 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         await super()._handle_disconnect(session, handler, waiter)
 
 
-def broker_config(host: str, port: int, registry_url: str, hub_secret_hash: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """A mutual-TLS listener: its port and the CA, certificate and key files it serves."""
+
+    port: int
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+
+
+def broker_config(
+    host: str,
+    port: int | None,
+    registry_url: str,
+    hub_secret_hash: str,
+    tls: TlsListener | None = None,
+) -> dict[str, Any]:
+    """amqtt's configuration: a plain listener on ``port`` (None: none) and ``tls``."""
+    listeners: dict[str, Any] = {}
+    if port is not None:
+        listeners["default"] = {"type": "tcp", "bind": f"{host}:{port}"}
+    if tls is not None:
+        listeners["tls" if listeners else "default"] = {
+            "type": "tcp",
+            "bind": f"{host}:{tls.port}",
+            "ssl": True,
+            "cafile": str(tls.cafile),
+            "certfile": str(tls.certfile),
+            "keyfile": str(tls.keyfile),
+        }
     return {
-        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+        "listeners": listeners,
         "plugins": {
             f"{__name__}.RegistryAuthPlugin": {
                 "registry_url": registry_url,
@@ -130,7 +215,15 @@ def _serve(config: dict[str, Any], log_level: int) -> None:
         await broker.start()
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
+        registry = config["plugins"][f"{__name__}.RegistryAuthPlugin"]["registry_url"]
+        devices = DeviceService(DeviceStore(sa.create_engine(registry)))
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SWEEP_S)
+            try:
+                await broker.drop_disallowed(devices)
+            except Exception:
+                log.exception("checking connected devices failed; trying again")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(broker.shutdown(), timeout=5)
 
@@ -140,10 +233,18 @@ def _serve(config: dict[str, Any], log_level: int) -> None:
 class EmbeddedBroker:
     """Run amqtt in a child process for the lifetime of a ``with`` block."""
 
-    def __init__(self, host: str, port: int, registry_url: str, hub_secret_hash: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int | None,
+        registry_url: str,
+        hub_secret_hash: str,
+        tls: TlsListener | None = None,
+    ) -> None:
         self.host = host
         self.port = port
-        self._config = broker_config(host, port, registry_url, hub_secret_hash)
+        self.tls = tls
+        self._config = broker_config(host, port, registry_url, hub_secret_hash, tls)
         self._process: BaseProcess | None = None
 
     def start(self) -> None:
@@ -155,7 +256,9 @@ class EmbeddedBroker:
             daemon=True,
         )
         self._process.start()
-        log.info("embedded broker starting on %s:%d", self.host, self.port)
+        ports = [f"{self.port} (plain)"] if self.port is not None else []
+        ports += [f"{self.tls.port} (mutual TLS)"] if self.tls is not None else []
+        log.info("embedded broker starting on %s: %s", self.host, ", ".join(ports))
 
     @property
     def alive(self) -> bool:
