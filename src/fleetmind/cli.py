@@ -95,6 +95,20 @@ def hub(
         int | None,
         typer.Option(envvar="FLEETMIND_MQTT_PORT", help="Embedded broker: 1883 or a free one."),
     ] = None,
+    mqtt_tls_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="FLEETMIND_MQTT_TLS_PORT",
+            help="Mutual-TLS port devices use (embedded broker: 8883 or a free one).",
+        ),
+    ] = None,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option(envvar="FLEETMIND_CA_CERT", help="Your root CA (default: the hub's own)."),
+    ] = None,
+    ca_key: Annotated[
+        Path | None, typer.Option(envvar="FLEETMIND_CA_KEY", help="Its key, mode 0600.")
+    ] = None,
     broker_url: Annotated[
         str | None,
         typer.Option(envvar="FLEETMIND_BROKER_URL", help="An external broker, mqtt://host:port."),
@@ -137,6 +151,9 @@ def hub(
             http_port=http_port,
             mqtt_host=mqtt_host,
             mqtt_port=mqtt_port,
+            mqtt_tls_port=mqtt_tls_port,
+            ca_cert=ca_cert,
+            ca_key=ca_key,
             broker_url=broker_url,
             mosquitto_dir=mosquitto_dir,
             registry_url=registry_url,
@@ -150,6 +167,8 @@ def hub(
     def ready(running: Hub, url: str) -> None:
         out.print(f"FleetMind hub: dashboard {url}/  API {url}/docs", soft_wrap=True)
         out.print(f"MQTT broker: {running.mqtt.host}:{running.mqtt.port}")
+        if running.mqtt.tls_port is not None:
+            out.print(f"MQTT mutual TLS: {running.mqtt.host}:{running.mqtt.tls_port}")
         if running.admin_token is not None:
             out.print(
                 f"Admin token (shown once, also in {data_dir / 'admin.token'}):"
@@ -180,6 +199,13 @@ def agent(
             envvar="FLEETMIND_AGENT_STATE_DIR", help="The outbox and last known settings."
         ),
     ] = Path(".fleetmind-agent"),
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FLEETMIND_KEY",
+            help="The private key (PEM) whose CSR the hub signed (`device add --csr`).",
+        ),
+    ] = None,
 ) -> None:
     """Run one agent with the simulated sensors until Ctrl-C."""
     from fleetmind.agent.agent import Agent, AgentConfig
@@ -187,7 +213,7 @@ def agent(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        device = Credentials.load(credentials)
+        device = Credentials.load(credentials, key_file=key)
     except ValueError as exc:
         _fail(str(exc))
     running = Agent(
@@ -368,10 +394,47 @@ def _wait_for_hub(data_dir: Path, process: "subprocess.Popen[bytes]", timeout: f
 
 
 @device_app.command("add")
-def device_add(name: str, url: Url = None, token: Token = None) -> None:
-    """Register a device; prints its id and MQTT credentials as JSON (the secret only now)."""
+def device_add(
+    name: str,
+    csr: Annotated[
+        Path | None,
+        typer.Option(help="A PEM CSR made on the device: its private key never leaves it."),
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Register a device; prints its id and credentials as JSON: its MQTT secret, and its
+    certificate with the CA (and the private key, unless --csr), shown only now."""
+    try:
+        request = csr.read_text() if csr is not None else None
+    except OSError as exc:
+        _fail(f"cannot read the CSR: {exc}")
     with _hub(url, token) as client:
-        _print_json(client.add_device(name))
+        _print_json(client.add_device(name, csr=request))
+
+
+def _set_state(device_id: str, state: str, url: str | None, token: str | None) -> None:
+    with _hub(url, token) as client:
+        device = client.set_state(device_id, state)
+    out.print(f"{device['id']}: {device['state']}")
+
+
+@device_app.command("suspend")
+def device_suspend(device_id: str, url: Url = None, token: Token = None) -> None:
+    """Refuse the device's connections until it is reactivated."""
+    _set_state(device_id, "suspended", url, token)
+
+
+@device_app.command("reactivate")
+def device_reactivate(device_id: str, url: Url = None, token: Token = None) -> None:
+    """Let a suspended device connect again."""
+    _set_state(device_id, "active", url, token)
+
+
+@device_app.command("decommission")
+def device_decommission(device_id: str, url: Url = None, token: Token = None) -> None:
+    """Retire the device for good: its certificates are revoked and its secret destroyed."""
+    _set_state(device_id, "decommissioned", url, token)
 
 
 @device_app.command("list")

@@ -56,6 +56,7 @@ class Uplink:
         replay_burst: int = 400,
     ) -> None:
         self._credentials = credentials
+        self._tls = credentials.ssl_context()
         self._outbox = outbox
         self._boot_id = boot_id
         self._max_inflight = max_inflight
@@ -89,6 +90,7 @@ class Uplink:
                     topics.status(self._device_id),
                     status.encode(status.Status("offline", self._boot_id)),
                 ),
+                tls=self._tls,
                 max_inflight=self._max_inflight,
             )
             client.on_message = self._received

@@ -27,7 +27,7 @@ def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None
         app.state.telemetry = hub.telemetry
         app.state.twins = hub.twins
         app.state.commands = hub.commands
-        app.state.mqtt_endpoint = (hub.mqtt.host, hub.mqtt.port)
+        app.state.mqtt_endpoint = hub.mqtt
         if on_ready is not None:
             on_ready(hub)
         try:

@@ -13,12 +13,18 @@ from fleetmind.auth.store import TokenStore
 from fleetmind.commands.service import CommandService
 from fleetmind.commands.store import CommandStore
 from fleetmind.devices import model
+from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.service import DeviceService, write_mosquitto_files
 from fleetmind.devices.store import DeviceStore
-from fleetmind.hub.broker import EmbeddedBroker
+from fleetmind.hub.broker import EmbeddedBroker, TlsListener
 from fleetmind.hub.consumer import UplinkConsumer
 from fleetmind.hub.registry import create_engine, migrate
-from fleetmind.hub.settings import DEFAULT_MQTT_PORT, Settings, choose_port
+from fleetmind.hub.settings import (
+    DEFAULT_MQTT_PORT,
+    DEFAULT_MQTT_TLS_PORT,
+    Settings,
+    choose_port,
+)
 from fleetmind.telemetry.duckdb_store import DuckDBTelemetryStore
 from fleetmind.telemetry.ingest import Ingestor
 from fleetmind.telemetry.service import TelemetryService
@@ -34,6 +40,9 @@ ADMIN_TOKEN_FILE = "admin.token"
 HUB_SECRET_FILE = "hub.secret"
 SESSION_SECRET_FILE = "session.secret"
 MOSQUITTO_PID_FILE = "mosquitto.pid"
+CA_DIR = "ca"
+#: the embedded broker's server certificate
+TLS_DIR = "tls"
 
 
 def read_or_create_secret(path: Path) -> str:
@@ -47,10 +56,11 @@ def read_or_create_secret(path: Path) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MqttEndpoint:
-    """Where devices connect: told to them with their credentials."""
+    """Where devices connect: told to them with their credentials (``tls_port``: mutual TLS)."""
 
     host: str
     port: int
+    tls_port: int | None = None
 
 
 class Hub:
@@ -63,13 +73,16 @@ class Hub:
         migrate(self._engine)
         self.tokens = TokenService(TokenStore(self._engine))
         device_store = DeviceStore(self._engine)
+        self.ca = CertificateAuthority.open(
+            settings.data_dir / CA_DIR, cert_file=settings.ca_cert, key_file=settings.ca_key
+        )
         self.devices = DeviceService(
             device_store,
+            ca=self.ca,
             on_credentials_changed=self._credentials_changed,
             on_deleted=self._device_deleted,
             on_online=self._device_online,
         )
-        self._device_store = device_store
         self.twins = TwinService(TwinStore(self._engine), self.devices, self.publish)
         self.commands = CommandService(CommandStore(self._engine), self.devices, self.publish)
         self.store = DuckDBTelemetryStore(settings.telemetry_path)
@@ -99,9 +112,19 @@ class Hub:
             self.broker_address.tls,
         )
         self._hub_secret_hash = model.hash_secret(hub_secret)
+        if settings.broker_url is None:
+            tls_port: int | None = choose_port(
+                settings.mqtt_host, settings.mqtt_tls_port, DEFAULT_MQTT_TLS_PORT, "MQTT TLS"
+            )
+        else:
+            tls_port = settings.mqtt_tls_port
         return MqttEndpoint(
-            settings.public_host or self.broker_address.host, self.broker_address.port
+            settings.public_host or self.broker_address.host, self.broker_address.port, tls_port
         )
+
+    def _tls_hosts(self) -> list[str]:
+        hosts = [self.mqtt.host, self.broker_address.host, "localhost", "127.0.0.1"]
+        return [host for host in hosts if host not in ("0.0.0.0", "::")]  # noqa: S104 - filtered
 
     def start(self) -> None:
         """Create the admin token on first start, start the broker, subscribe to the fleet."""
@@ -110,8 +133,16 @@ class Hub:
             write_private(self.settings.data_dir / ADMIN_TOKEN_FILE, self.admin_token + "\n")
         address = self.broker_address
         if self.settings.embedded_broker:
+            assert self.mqtt.tls_port is not None  # noqa: S101 - chosen for the embedded broker
+            ca, cert, key = self.ca.server_files(
+                self.settings.data_dir / TLS_DIR, self._tls_hosts()
+            )
             self._broker = EmbeddedBroker(
-                address.host, address.port, self.settings.registry, self._hub_secret_hash
+                address.host,
+                address.port,
+                self.settings.registry,
+                self._hub_secret_hash,
+                TlsListener(self.mqtt.tls_port, ca, cert, key),
             )
             self._broker.start()
             # amqtt has no shared subscriptions: one connection receives everything
@@ -119,9 +150,11 @@ class Hub:
         elif self.settings.ingest_group is None:
             # a plain subscription: Mosquitto 2.0 drops messages for a shared subscription
             # restored from persistence until its member subscribes again (ADR 0003)
+            self._mosquitto_tls_files()
             self._credentials_changed()
             topic_filter, connections = topics.UPLINK_FILTER, 1
         else:
+            self._mosquitto_tls_files()
             self._credentials_changed()
             topic_filter = f"$share/{self.settings.ingest_group}/{topics.UPLINK_FILTER}"
             connections = self.settings.ingest_connections
@@ -171,12 +204,17 @@ class Hub:
         self.store.close()
         self._engine.dispose()
 
+    def _mosquitto_tls_files(self) -> None:
+        """The CA and a server certificate for an external Mosquitto's mutual-TLS listener."""
+        if self.settings.mosquitto_dir is not None:
+            self.ca.server_files(self.settings.mosquitto_dir, self._tls_hosts())
+
     def _credentials_changed(self) -> None:
         """Keep an external Mosquitto's password and ACL files current, and make it reload them."""
         directory = self.settings.mosquitto_dir
         if directory is None or self.settings.embedded_broker:
             return
-        write_mosquitto_files(directory, self._device_store, self._hub_secret_hash)
+        write_mosquitto_files(directory, self.devices, self._hub_secret_hash)
         pid_file = directory / MOSQUITTO_PID_FILE
         try:
             os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)

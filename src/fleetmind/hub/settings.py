@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTT_TLS_PORT = 8883
 
 
 class SettingsError(ValueError):
@@ -30,6 +31,12 @@ class Settings(BaseSettings):
     mqtt_host: str = "127.0.0.1"
     #: the embedded broker's port. None: 1883, or a free port if 1883 is taken
     mqtt_port: int | None = Field(default=None, ge=1, le=65535)
+    #: the mutual-TLS port devices are told to use; the embedded broker listens there.
+    #: None: 8883, or a free port if 8883 is taken (embedded broker)
+    mqtt_tls_port: int | None = Field(default=None, ge=1, le=65535)
+    #: the operator's root CA (both or neither); default: a CA the hub creates in DATA_DIR/ca
+    ca_cert: Path | None = None
+    ca_key: Path | None = None
     #: the host name devices are told to connect to (default: the broker's host)
     public_host: str | None = None
     #: an external broker (``mqtt://host:port``); None runs the embedded broker

@@ -76,8 +76,8 @@ def provision(
             if document is None or name not in known:
                 if name in known:  # its secret is lost: start it afresh
                     hub.delete_device(name)
-                document = hub.add_device(name)
-                cached.setdefault(hub.url, {})[name] = {"id": name, "mqtt": document["mqtt"]}
+                document = Credentials.from_device(hub.add_device(name)).document()
+                cached.setdefault(hub.url, {})[name] = document
             result.append(Credentials.from_device(document))
             progress(1)
     finally:

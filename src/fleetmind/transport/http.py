@@ -28,8 +28,14 @@ class HubClient:
             raise HubError(f"{method} {path}: {response.status_code} {_detail(response)}")
         return response.json() if response.content else None
 
-    def add_device(self, name: str) -> dict[str, Any]:
-        device: dict[str, Any] = self.request("POST", "/api/v1/devices", json={"name": name})
+    def add_device(self, name: str, *, csr: str | None = None) -> dict[str, Any]:
+        body = {"name": name} | ({"csr": csr} if csr is not None else {})
+        device: dict[str, Any] = self.request("POST", "/api/v1/devices", json=body)
+        return device
+
+    def set_state(self, device_id: str, state: str) -> dict[str, Any]:
+        path = f"/api/v1/devices/{device_id}/state"
+        device: dict[str, Any] = self.request("PUT", path, json={"state": state})
         return device
 
     def list_devices(self) -> list[dict[str, Any]]:

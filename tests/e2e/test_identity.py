@@ -1,0 +1,73 @@
+"""Device identity end to end: certificates from the API and the CLI, an agent over mutual TLS
+with a key that never left it, and the lifecycle."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import RunningHub, stop, wait_until
+from fleetmind.devices import certificates
+
+
+def _points(hub: RunningHub, device_id: str) -> int:
+    with hub.api() as api:
+        latest = api.get("/api/v1/telemetry/latest").json()
+    return len(latest.get(device_id, []))
+
+
+def test_two_devices_never_share_a_credential(hub: RunningHub) -> None:
+    a = json.loads(hub.cli("device", "add", "id-a").stdout)
+    b = json.loads(hub.cli("device", "add", "id-b").stdout)
+    assert a["mqtt"]["password"] != b["mqtt"]["password"]
+    for field in ("certificate", "private_key"):
+        assert a["mqtts"][field] != b["mqtts"][field]
+    assert a["mqtts"]["ca"] == b["mqtts"]["ca"]
+    cert = certificates.load_certificate(a["mqtts"]["certificate"].encode())
+    assert certificates.device_id_of(cert) == "id-a"
+
+
+def test_an_agent_with_its_own_key_sends_over_mutual_tls(hub: RunningHub, tmp_path: Path) -> None:
+    key = certificates.new_key()
+    (tmp_path / "device.key").write_bytes(certificates.key_pem(key))
+    (tmp_path / "device.csr").write_bytes(certificates.make_csr(key, "id-csr"))
+    added = hub.cli("device", "add", "id-csr", "--csr", str(tmp_path / "device.csr")).stdout
+    document = json.loads(added)
+    assert document["mqtts"]["private_key"] is None  # the hub never had it
+    issued = certificates.load_certificate(document["mqtts"]["certificate"].encode())
+    assert issued.public_key() == key.public_key()
+    (tmp_path / "credentials.json").write_text(added)
+
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "fleetmind", "agent",
+         "--credentials", str(tmp_path / "credentials.json"), "--key", str(tmp_path / "device.key"),
+         "--rate", "5", "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _points(hub, "id-csr") >= 4, timeout=30)
+    finally:
+        stop(agent)
+    with hub.api() as api:
+        [record] = api.get("/api/v1/devices/id-csr/certificates").json()
+    assert record["serial"] == certificates.serial_hex(issued)
+
+
+def test_a_bad_csr_is_a_clear_error(hub: RunningHub, tmp_path: Path) -> None:
+    (tmp_path / "bad.csr").write_text("-----BEGIN CERTIFICATE REQUEST-----\nnope\n")
+    result = hub.cli("device", "add", "id-bad", "--csr", str(tmp_path / "bad.csr"), check=False)
+    assert result.returncode == 1
+    assert "422" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_suspend_reactivate_decommission_from_the_cli(hub: RunningHub) -> None:
+    hub.cli("device", "add", "id-life")
+    assert "suspended" in hub.cli("device", "suspend", "id-life").stdout
+    assert "active" in hub.cli("device", "reactivate", "id-life").stdout
+    assert "decommissioned" in hub.cli("device", "decommission", "id-life").stdout
+    with hub.api() as api:
+        [record] = api.get("/api/v1/devices/id-life/certificates").json()
+        assert record["revoked_at"] is not None
+        assert api.get("/api/v1/devices/id-life").json()["state"] == "decommissioned"
+    again = hub.cli("device", "reactivate", "id-life", check=False)
+    assert again.returncode == 1 and "409" in again.stderr
