@@ -1,0 +1,72 @@
+"""The audit log over REST (mounted behind the admin scope by the hub) and the helper every
+API route uses to record what it did."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from fleetmind.audit.model import AuditEvent, AuditQuery, Outcome
+from fleetmind.audit.service import AuditService
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    type: str
+    at: datetime
+    actor: str
+    source: str
+    outcome: Outcome
+    detail: str
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> "AuditEventOut":
+        return cls(
+            id=event.id,
+            type=event.type,
+            at=event.at,
+            actor=event.actor,
+            source=event.source,
+            outcome=event.outcome,
+            detail=event.detail,
+        )
+
+
+def service(request: Request) -> AuditService:
+    audit: AuditService = request.app.state.audit
+    return audit
+
+
+def source(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+def record(
+    request: Request,
+    kind: str,
+    actor: str,
+    *,
+    outcome: Outcome = Outcome.SUCCESS,
+    detail: str = "",
+) -> None:
+    """Record an event of this request (its client's address is the source)."""
+    service(request).record(
+        kind, actor=actor, source=source(request), outcome=outcome, detail=detail
+    )
+
+
+@router.get("")
+def list_events(
+    request: Request,
+    type: Annotated[str | None, Query(max_length=64, description="A type or its prefix.")] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    since: datetime | None = None,
+    outcome: Outcome | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditEventOut]:
+    """Security events, newest first."""
+    query = AuditQuery(type, actor, since, outcome, limit)
+    return [AuditEventOut.of(event) for event in service(request).query(query)]
