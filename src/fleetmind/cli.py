@@ -169,10 +169,9 @@ def hub(
         out.print(f"MQTT broker: {running.mqtt.host}:{running.mqtt.port}")
         if running.mqtt.tls_port is not None:
             out.print(f"MQTT mutual TLS: {running.mqtt.host}:{running.mqtt.tls_port}")
-        if running.admin_token is not None:
+        if running.admin_token is not None:  # the token itself never goes to a log or journal
             out.print(
-                f"Admin token (shown once, also in {data_dir / 'admin.token'}):"
-                f" {running.admin_token}",
+                f"Admin token created: read it from {data_dir / 'admin.token'} (mode 0600)",
                 highlight=False,
                 soft_wrap=True,
             )

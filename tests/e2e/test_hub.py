@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import cbor2
-import httpx
 
 from conftest import RunningHub, connect, publish, require, wait_until
 from fleetmind.wire import senml, status, topics
@@ -21,25 +20,6 @@ def points(hub: RunningHub, device: str, metric: str, **params: str) -> list[dic
         assert response.status_code == 200, response.text
         found: list[dict[str, object]] = response.json()["points"]
         return found
-
-
-#: routes meant to be public; every other one must refuse a missing or wrong token
-PUBLIC = {("get", "/healthz")}
-
-
-def test_every_api_route_needs_the_token(hub: RunningHub) -> None:
-    schema = httpx.get(f"{hub.url}/openapi.json").json()
-    routes = [
-        (method, path.replace("{device_id}", "d1"))
-        for path, methods in schema["paths"].items()
-        for method in methods
-        if (method, path) not in PUBLIC
-    ]
-    assert len(routes) >= 6
-    for headers in ({}, {"Authorization": "Bearer fm_wrong"}, {"Authorization": "Basic eDp5"}):
-        for method, path in routes:
-            response = httpx.request(method, f"{hub.url}{path}", headers=headers)
-            assert response.status_code == 401, (method, path, headers, response.status_code)
 
 
 def test_device_crud(hub: RunningHub) -> None:
@@ -166,10 +146,11 @@ def test_connectivity_follows_birth_and_last_will(hub: RunningHub) -> None:
     wait_until(lambda: not state(), timeout=60)
 
 
-def test_admin_token_is_private_and_printed_once(hub: RunningHub) -> None:
+def test_admin_token_is_private_and_never_printed(hub: RunningHub) -> None:
     token_file = hub.data_dir / "admin.token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((hub.data_dir / "hub.secret").stat().st_mode) == 0o600
-    assert hub.log.read_text().count(hub.token) == 1
+    assert hub.token not in hub.log.read_text()
+    assert "admin.token (mode 0600)" in hub.log.read_text()
     with hub.api() as api:
         assert api.get("/healthz").json() == {"status": "ok"}

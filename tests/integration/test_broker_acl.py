@@ -20,12 +20,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import free_port, mosquitto_for, stop, wait_until
 from fleetmind.agent.credentials import Credentials
+from fleetmind.audit.model import AuditQuery
+from fleetmind.audit.service import AuditService
+from fleetmind.audit.store import AuditStore
 from fleetmind.devices import model
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.model import DeviceState
 from fleetmind.devices.service import DeviceService, write_mosquitto_files
 from fleetmind.devices.store import DeviceStore
-from fleetmind.hub.broker import SWEEP_S, EmbeddedBroker, TlsListener
+from fleetmind.hub.broker import SWEEP_S, EmbeddedBroker, RegistryAuthPlugin, TlsListener
 from fleetmind.hub.registry import create_engine, migrate
 from fleetmind.transport.paho import AsyncClient
 
@@ -323,3 +326,21 @@ def _replace(identity: Credentials, certificate: bytes, key: bytes | None) -> ss
 
 def _days_ago(days: int) -> datetime:
     return datetime.now(UTC) - timedelta(days=days)
+
+
+@pytest.mark.parametrize("broker", ["amqtt"], indirect=True)  # Mosquitto has no lockout
+def test_repeated_mqtt_auth_failures_lock_the_username(broker: Broker) -> None:
+    for _ in range(RegistryAuthPlugin.MAX_FAILURES):
+        wrong = Client(broker.port, "d1", "a guess")
+        assert not wrong.ok
+        wrong.close()
+    right = Client(broker.port, "d1", broker.secrets["d1"])
+    assert not right.ok  # locked, even with the right secret
+    right.close()
+    other = Client(broker.port, "d2", broker.secrets["d2"])
+    assert other.ok  # only the attacked username is locked
+    other.close()
+    engine = create_engine(f"sqlite:///{broker.directory / 'registry.db'}")
+    events = AuditService(AuditStore(engine)).query(AuditQuery(type_prefix="mqtt."))
+    assert events[0].type == "mqtt.lockout" and events[0].actor == "d1"
+    assert len([e for e in events if e.type == "mqtt.auth"]) == RegistryAuthPlugin.MAX_FAILURES - 1

@@ -8,7 +8,8 @@ import anyio
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from fleetmind.auth.api import Authenticated
+from fleetmind.audit.api import record as audit
+from fleetmind.auth.api import Operator, Reader
 from fleetmind.commands.errors import CommandNotFound, DeviceOffline, InvalidCommand
 from fleetmind.commands.model import CommandRecord, Status
 from fleetmind.commands.service import CommandService
@@ -61,7 +62,7 @@ def _service(request: Request) -> CommandService:
 
 @router.post("/{device_id}/commands")
 async def send_command(
-    request: Request, _: Authenticated, device_id: str, body: CommandIn, response: Response
+    request: Request, principal: Operator, device_id: str, body: CommandIn, response: Response
 ) -> CommandOut:
     """Send a command and wait up to ``timeout_s`` for the answer: 200 with the answer, or 202
     while it is still open (queued for an offline device, or sent without an answer yet)."""
@@ -78,6 +79,7 @@ async def send_command(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except InvalidCommand as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    audit(request, "command.send", principal.actor, detail=f"{device_id} {body.name} {record.id}")
     deadline = time.monotonic() + body.timeout_s
     while record.status is Status.SENT and time.monotonic() < deadline:
         await anyio.sleep(0.05)
@@ -88,7 +90,7 @@ async def send_command(
 
 
 @router.get("/{device_id}/commands/{command_id}")
-def get_command(request: Request, _: Authenticated, device_id: str, command_id: str) -> CommandOut:
+def get_command(request: Request, _: Reader, device_id: str, command_id: str) -> CommandOut:
     """One command with its status and, once answered, its result."""
     try:
         return CommandOut.of(_service(request).get(device_id, command_id))

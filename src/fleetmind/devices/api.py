@@ -5,7 +5,8 @@ from datetime import datetime
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from fleetmind.auth.api import Authenticated
+from fleetmind.audit.api import record
+from fleetmind.auth.api import Operator, Reader
 from fleetmind.devices.errors import CertificateError, DeviceExists, DeviceNotFound, InvalidDevice
 from fleetmind.devices.model import Device, DeviceState
 from fleetmind.devices.service import DeviceService
@@ -80,12 +81,12 @@ def _service(request: Request) -> DeviceService:
 
 
 @router.get("")
-def list_devices(request: Request, _: Authenticated) -> list[DeviceOut]:
+def list_devices(request: Request, _: Reader) -> list[DeviceOut]:
     return [DeviceOut.of(device) for device in _service(request).list()]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_device(request: Request, _: Authenticated, body: DeviceIn) -> DeviceCreated:
+def create_device(request: Request, principal: Operator, body: DeviceIn) -> DeviceCreated:
     """Register a device; the response holds its MQTT password and, when the hub made it, its
     private key: neither is ever shown again. With ``csr``, the certificate is issued over the
     CSR's key."""
@@ -105,6 +106,8 @@ def create_device(request: Request, _: Authenticated, body: DeviceIn) -> DeviceC
             certificate=created.certificate.decode(),
             private_key=created.private_key.decode() if created.private_key else None,
         )
+    how = "certificate over its CSR" if body.csr else "secret and certificate"
+    record(request, "device.add", principal.actor, detail=f"{created.device.id}: {how}")
     return DeviceCreated(
         **DeviceOut.of(created.device).model_dump(),
         mqtt=MqttCredentials(
@@ -118,7 +121,7 @@ def create_device(request: Request, _: Authenticated, body: DeviceIn) -> DeviceC
 
 
 @router.get("/{device_id}")
-def get_device(request: Request, _: Authenticated, device_id: str) -> DeviceOut:
+def get_device(request: Request, _: Reader, device_id: str) -> DeviceOut:
     try:
         return DeviceOut.of(_service(request).get(device_id))
     except DeviceNotFound as exc:
@@ -126,20 +129,22 @@ def get_device(request: Request, _: Authenticated, device_id: str) -> DeviceOut:
 
 
 @router.put("/{device_id}/state")
-def set_state(request: Request, _: Authenticated, device_id: str, body: StateIn) -> DeviceOut:
+def set_state(request: Request, principal: Operator, device_id: str, body: StateIn) -> DeviceOut:
     """Suspend (``suspended``), reactivate (``active``) or decommission (``decommissioned``,
     final: every certificate is revoked). A device that may no longer connect is refused at its
     next connection, and dropped by the embedded broker at once."""
     try:
-        return DeviceOut.of(_service(request).set_state(device_id, body.state))
+        device = _service(request).set_state(device_id, body.state)
     except DeviceNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except InvalidDevice as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    record(request, "device.state", principal.actor, detail=f"{device_id} is {body.state}")
+    return DeviceOut.of(device)
 
 
 @router.get("/{device_id}/certificates")
-def list_certificates(request: Request, _: Authenticated, device_id: str) -> list[CertificateOut]:
+def list_certificates(request: Request, _: Reader, device_id: str) -> list[CertificateOut]:
     try:
         items = _service(request).certificates(device_id)
     except DeviceNotFound as exc:
@@ -157,7 +162,9 @@ def list_certificates(request: Request, _: Authenticated, device_id: str) -> lis
 
 
 @router.delete("/{device_id}/certificates/{serial}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_certificate(request: Request, _: Authenticated, device_id: str, serial: str) -> Response:
+def revoke_certificate(
+    request: Request, principal: Operator, device_id: str, serial: str
+) -> Response:
     """Revoke one certificate (it goes into the CRL; the device stays registered)."""
     try:
         _service(request).revoke(device_id, serial)
@@ -165,13 +172,15 @@ def revoke_certificate(request: Request, _: Authenticated, device_id: str, seria
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except CertificateError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    record(request, "certificate.revoke", principal.actor, detail=f"{device_id} {serial}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_device(request: Request, _: Authenticated, device_id: str) -> Response:
+def delete_device(request: Request, principal: Operator, device_id: str) -> Response:
     try:
         _service(request).delete(device_id)
     except DeviceNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    record(request, "device.delete", principal.actor, detail=device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

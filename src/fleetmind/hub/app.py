@@ -3,9 +3,13 @@
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response, status
+from fastapi import Depends, FastAPI, Request, Response, status
 
 from fleetmind import __version__
+from fleetmind.audit.api import router as audit_router
+from fleetmind.auth.api import require
+from fleetmind.auth.api import router as people_router
+from fleetmind.auth.model import Scope
 from fleetmind.commands.api import router as commands_router
 from fleetmind.devices.api import router as devices_router
 from fleetmind.hub import dashboard
@@ -23,7 +27,8 @@ def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.start()
         app.state.devices = hub.devices
-        app.state.tokens = hub.tokens
+        app.state.auth = hub.auth
+        app.state.audit = hub.audit
         app.state.telemetry = hub.telemetry
         app.state.twins = hub.twins
         app.state.commands = hub.commands
@@ -38,7 +43,10 @@ def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None
     app = FastAPI(
         title="FleetMind",
         version=__version__,
-        description="Devices, telemetry and fleet operations. Every route needs a bearer token.",
+        description=(
+            "Devices, telemetry and fleet operations. Every route but the login needs a bearer"
+            " token whose scopes (read, operate, admin) cover it."
+        ),
         lifespan=lifespan,
     )
     app.state.hub = hub
@@ -46,6 +54,8 @@ def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None
     app.include_router(telemetry_router)
     app.include_router(twins_router)
     app.include_router(commands_router)
+    app.include_router(people_router)
+    app.include_router(audit_router, dependencies=[Depends(require(Scope.ADMIN))])
 
     @app.get("/healthz", tags=["hub"])
     def health(request: Request, response: Response) -> dict[str, str]:

@@ -17,6 +17,8 @@ import logging
 import multiprocessing
 import signal
 import ssl
+import time
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -30,6 +32,9 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 from cryptography import x509
 
+from fleetmind.audit.model import Outcome
+from fleetmind.audit.service import AuditService
+from fleetmind.audit.store import AuditStore
 from fleetmind.devices import certificates, model
 from fleetmind.devices.errors import CertificateError
 from fleetmind.devices.model import Action
@@ -40,10 +45,20 @@ log = logging.getLogger(__name__)
 
 #: seconds between checks of the connected devices against the registry
 SWEEP_S = 2.0
+#: usernames whose recent authentication failures are remembered
+MAX_TRACKED = 10_000
 
 
 class RegistryAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is untyped
-    """Username and secret must match a registered device, or the hub's own identity."""
+    """Username and secret must match a registered device, or the hub's own identity.
+
+    Brute force is stopped per username: ``MAX_FAILURES`` failed attempts within ``WINDOW_S``
+    lock it for ``LOCKOUT_S``, even with the right secret; failures and the lockout are audited.
+    """
+
+    MAX_FAILURES = 10
+    WINDOW_S = 300.0
+    LOCKOUT_S = 900.0
 
     @dataclass
     class Config:
@@ -54,7 +69,11 @@ class RegistryAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is unty
         super().__init__(context)
         if not self.config.registry_url or not self.config.hub_secret_hash:
             raise ValueError("RegistryAuthPlugin needs registry_url and hub_secret_hash")
-        self._devices = DeviceService(DeviceStore(sa.create_engine(self.config.registry_url)))
+        engine = sa.create_engine(self.config.registry_url)
+        self._devices = DeviceService(DeviceStore(engine))
+        self._audit = AuditService(AuditStore(engine))
+        self._failures: dict[str, deque[float]] = {}
+        self._locked_until: dict[str, float] = {}
 
     async def authenticate(self, *, session: Session) -> bool | None:
         peer = session.ssl_object.getpeercert(binary_form=True) if session.ssl_object else None
@@ -62,12 +81,38 @@ class RegistryAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is unty
             return await self._by_certificate(session, peer)
         username, secret = session.username, session.password
         if not username or secret is None:
+            await self._failed(session, username or "-", "no credentials")
+            return False
+        if time.monotonic() < self._locked_until.get(username, 0.0):
             return False
         if isinstance(secret, bytes):
             secret = secret.decode(errors="replace")
         if username == model.HUB_USERNAME:
-            return model.verify_secret(secret, self.config.hub_secret_hash)
-        return await asyncio.to_thread(self._devices.authenticate, username, secret)
+            ok = model.verify_secret(secret, self.config.hub_secret_hash)
+        else:
+            ok = await asyncio.to_thread(self._devices.authenticate, username, secret)
+        if not ok:
+            await self._failed(session, username, "wrong or unknown credentials")
+        return ok
+
+    async def _failed(self, session: Session, username: str, why: str) -> None:
+        now = time.monotonic()
+        recent = self._failures.setdefault(username, deque())
+        recent.append(now)
+        while recent and recent[0] < now - self.WINDOW_S:
+            recent.popleft()
+        source = str(getattr(session, "remote_address", None) or "-")
+        kind, detail = "mqtt.auth", why
+        if len(recent) >= self.MAX_FAILURES:
+            self._locked_until[username] = now + self.LOCKOUT_S
+            recent.clear()
+            kind, detail = "mqtt.lockout", f"{self.MAX_FAILURES} failures; locked"
+        if len(self._failures) > MAX_TRACKED:  # a flood of made-up names: forget the oldest
+            self._failures.pop(next(iter(self._failures)))
+        await asyncio.to_thread(
+            self._audit.record, kind, actor=username, source=source,
+            outcome=Outcome.FAILURE, detail=detail,
+        )  # fmt: skip
 
     async def _by_certificate(self, session: Session, der: bytes) -> bool:
         """TLS verified the chain and validity; the registry decides whether it is still good."""

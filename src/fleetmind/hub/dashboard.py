@@ -1,7 +1,9 @@
 """The dashboard: NiceGUI pages served by the hub's own FastAPI app and port.
 
-A browser signs in once with an API token; its server-side session then remembers the token's id
-(never the token) and every page checks that the token still exists.
+A browser signs in once, with a user name and password or with an API token; its server-side
+session then remembers the token's id (never the token) and every page checks that the token is
+still valid and that its role may see the page (the audit log is for admins; a viewer sees the
+twin but cannot change it).
 """
 
 import json
@@ -14,6 +16,9 @@ from fastapi.responses import RedirectResponse
 from nicegui import app as gui
 from nicegui import storage, ui
 
+from fleetmind.audit.model import AuditQuery, Outcome
+from fleetmind.auth.errors import InvalidCredentials, LockedOut
+from fleetmind.auth.model import Principal, Scope
 from fleetmind.devices.errors import DeviceNotFound
 from fleetmind.hub.runtime import Hub
 from fleetmind.telemetry.model import Aggregation, Latest, Query
@@ -21,6 +26,7 @@ from fleetmind.twins.errors import TwinError
 from fleetmind.twins.model import Twin, make_patch
 
 REFRESH_S = 2.0
+FAILURE = Outcome.FAILURE
 CHART_WINDOW = timedelta(minutes=5)
 CHART_BUCKET = timedelta(seconds=1)
 #: the agent's own vital signs (shown apart from the sensors)
@@ -71,31 +77,64 @@ def mount(app: FastAPI, hub: Hub) -> None:
     """Add the dashboard's pages to ``app`` (once per process: NiceGUI's pages are global)."""
     storage.Storage.path = (hub.settings.data_dir / "dashboard").resolve()
 
-    def signed_in() -> bool:
+    def principal() -> Principal | None:
         token_id = gui.storage.user.get("token_id")
-        return isinstance(token_id, int) and hub.tokens.get(token_id) is not None
+        return hub.auth.get(token_id) if isinstance(token_id, int) else None
+
+    def signed_in() -> bool:
+        return principal() is not None
 
     def header() -> None:
         def sign_out() -> None:
             gui.storage.user.clear()
             ui.navigate.to("/login")
 
+        who = principal()
         with ui.header().classes("items-center justify-between"):
             ui.link("FleetMind", "/").classes("text-h6 text-white no-underline")
-            ui.button("Sign out", on_click=sign_out).props("flat color=white")
+            with ui.row().classes("items-center"):
+                if who is not None and who.allows(Scope.ADMIN):
+                    ui.link("Audit log", "/audit").classes("text-white")
+                if who is not None:
+                    ui.label(f"{who.token.user} ({who.role})")
+                ui.button("Sign out", on_click=sign_out).props("flat color=white")
 
     @ui.page("/login", title="FleetMind - sign in")
     def login_page() -> None:
         def attempt() -> None:
-            token = hub.tokens.verify(field.value.strip())
-            if token is None:
+            if user.value.strip():
+                with_password()
+                return
+            found = hub.auth.verify(field.value.strip())
+            if found is None:
+                hub.audit.record("auth.token", actor="-", source="dashboard", outcome=FAILURE)
                 ui.notify("That token is not valid.", type="negative")
                 return
+            gui.storage.user["token_id"] = found.token.id
+            ui.navigate.to("/")
+
+        def with_password() -> None:
+            name = user.value.strip()
+            try:
+                _, token = hub.auth.login(name, password.value)
+            except LockedOut as exc:
+                hub.audit.record("auth.lockout", actor=name, source="dashboard", outcome=FAILURE)
+                ui.notify(f"Signed out for now: {exc}.", type="negative")
+                return
+            except InvalidCredentials:
+                hub.audit.record("auth.login", actor=name, source="dashboard", outcome=FAILURE)
+                ui.notify("Unknown user or wrong password.", type="negative")
+                return
+            hub.audit.record("auth.login", actor=name, source="dashboard")
             gui.storage.user["token_id"] = token.id
             ui.navigate.to("/")
 
         with ui.card().classes("absolute-center w-96"):
             ui.label("FleetMind").classes("text-h5")
+            user = ui.input("User name").classes("w-full")
+            password = ui.input("Password", password=True).classes("w-full")
+            password.on("keydown.enter", attempt)
+            ui.label("or").classes("self-center")
             field = ui.input("API token", password=True).classes("w-full")
             field.on("keydown.enter", attempt)
             ui.button("Sign in", on_click=attempt)
@@ -154,7 +193,7 @@ def mount(app: FastAPI, hub: Hub) -> None:
         ui.timer(REFRESH_S, refresh)
         return None
 
-    def twin_editor(device_id: str) -> Callable[[], None]:
+    def twin_editor(device_id: str, *, editable: bool) -> Callable[[], None]:
         """The twin: desired editable (saved as a merge patch against the version it shows,
         so a concurrent change is refused, not overwritten), reported read-only. Returns the
         function that refreshes the reported side."""
@@ -177,6 +216,10 @@ def mount(app: FastAPI, hub: Hub) -> None:
             if not isinstance(document, dict):
                 ui.notify("The desired document is a JSON object.", type="negative")
                 return
+            who = principal()
+            if who is None or not who.allows(Scope.OPERATE):
+                ui.notify("Your role may not change twins.", type="negative")
+                return
             try:
                 twin = hub.twins.patch_desired(
                     device_id,
@@ -186,6 +229,8 @@ def mount(app: FastAPI, hub: Hub) -> None:
             except TwinError as exc:
                 ui.notify(f"Not saved: {exc}. Reload to see the current version.", type="negative")
                 return
+            detail = f"{device_id} desired version {twin.desired_version}"
+            hub.audit.record("twin.desired", actor=who.actor, source="dashboard", detail=detail)
             ui.notify(f"Saved as version {twin.desired_version}.", type="positive")
             show(twin)
 
@@ -209,7 +254,7 @@ def mount(app: FastAPI, hub: Hub) -> None:
                 ).props("outlined autogrow spellcheck=false")
                 editor.classes("w-full font-mono")
                 with ui.row():
-                    ui.button("Save desired", on_click=save)
+                    ui.button("Save desired", on_click=save).set_enabled(editable)
                     ui.button("Reload", on_click=load).props("flat")
             with ui.column().classes("w-1/2"):
                 reported_title = ui.label()
@@ -235,7 +280,8 @@ def mount(app: FastAPI, hub: Hub) -> None:
         ui.label("Health").classes("text-h6")
         health_grid = ui.grid(columns=4).classes("w-full")
         charts: dict[str, ui.echart] = {}
-        reported = twin_editor(device_id)
+        who = principal()
+        reported = twin_editor(device_id, editable=who is not None and who.allows(Scope.OPERATE))
 
         def refresh() -> None:
             reported()
@@ -273,6 +319,44 @@ def mount(app: FastAPI, hub: Hub) -> None:
                 chart.update()
             empty.visible = not charts
 
+        refresh()
+        ui.timer(REFRESH_S, refresh)
+        return None
+
+    @ui.page("/audit", title="FleetMind - audit log")
+    def audit_page() -> RedirectResponse | None:
+        who = principal()
+        if who is None:
+            return RedirectResponse("/login")
+        header()
+        if not who.allows(Scope.ADMIN):
+            ui.label("The audit log is for admins.").classes("text-h6")
+            return None
+        ui.label("Audit log").classes("text-h5")
+        prefix = ui.input("Type starts with", placeholder="auth.").classes("w-64")
+        columns: list[dict[str, Any]] = [
+            {"name": name, "label": name.capitalize(), "field": name, "align": "left"}
+            for name in ("at", "type", "outcome", "actor", "source", "detail")
+        ]
+        table = ui.table(columns=columns, rows=[], row_key="id", pagination=50).classes("w-full")
+
+        def refresh() -> None:
+            events = hub.audit.query(AuditQuery(type_prefix=prefix.value or None, limit=500))
+            table.rows = [
+                {
+                    "id": event.id,
+                    "at": event.at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    "type": event.type,
+                    "outcome": event.outcome.value,
+                    "actor": event.actor,
+                    "source": event.source,
+                    "detail": event.detail,
+                }
+                for event in events
+            ]
+            table.update()
+
+        prefix.on("keydown.enter", refresh)
         refresh()
         ui.timer(REFRESH_S, refresh)
         return None

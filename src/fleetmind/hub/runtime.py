@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetmind.agent.credentials import write_private
-from fleetmind.auth.service import TokenService
+from fleetmind.audit.service import AuditService
+from fleetmind.audit.store import AuditStore
+from fleetmind.auth.service import AuthService
 from fleetmind.auth.store import TokenStore
 from fleetmind.commands.service import CommandService
 from fleetmind.commands.store import CommandStore
@@ -71,7 +73,8 @@ class Hub:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(settings.registry)
         migrate(self._engine)
-        self.tokens = TokenService(TokenStore(self._engine))
+        self.auth = AuthService(TokenStore(self._engine))
+        self.audit = AuditService(AuditStore(self._engine))
         device_store = DeviceStore(self._engine)
         self.ca = CertificateAuthority.open(
             settings.data_dir / CA_DIR, cert_file=settings.ca_cert, key_file=settings.ca_key
@@ -128,7 +131,7 @@ class Hub:
 
     def start(self) -> None:
         """Create the admin token on first start, start the broker, subscribe to the fleet."""
-        self.admin_token = self.tokens.ensure_admin()
+        self.admin_token = self.auth.ensure_admin()
         if self.admin_token is not None:
             write_private(self.settings.data_dir / ADMIN_TOKEN_FILE, self.admin_token + "\n")
         address = self.broker_address

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel
 
-from fleetmind.auth.api import Authenticated
+from fleetmind.auth.api import Reader
 from fleetmind.telemetry import model
 from fleetmind.telemetry.errors import InvalidQuery
 from fleetmind.telemetry.service import TelemetryService
@@ -54,7 +54,7 @@ def _service(request: Request) -> TelemetryService:
 @router.get("/devices/{device_id}/telemetry")
 def query_telemetry(
     request: Request,
-    _: Authenticated,
+    _: Reader,
     device_id: str,
     metric: Annotated[str, Query(min_length=1, max_length=256)],
     start: AwareDatetime | None = None,
@@ -90,7 +90,7 @@ def query_telemetry(
 
 
 @router.get("/telemetry/latest")
-def latest_values(request: Request, _: Authenticated) -> dict[str, list[LatestOut]]:
+def latest_values(request: Request, _: Reader) -> dict[str, list[LatestOut]]:
     """The newest value of each metric of each device that reported in the last hour."""
     return {
         device_id: [LatestOut(**asdict(item)) for item in items]
@@ -104,7 +104,7 @@ class DeviceRowsOut(BaseModel):
 
 
 @router.get("/stats/store")
-def store_census(request: Request, _: Authenticated) -> dict[str, DeviceRowsOut]:
+def store_census(request: Request, _: Reader) -> dict[str, DeviceRowsOut]:
     """Per device: rows stored, and distinct (metric, time) among them (equal unless a reading
     was stored twice). Counts the whole store."""
     return {
@@ -114,7 +114,7 @@ def store_census(request: Request, _: Authenticated) -> dict[str, DeviceRowsOut]
 
 
 @router.get("/stats/ingest")
-def ingest_stats(request: Request, _: Authenticated) -> IngestStatsOut:
+def ingest_stats(request: Request, _: Reader) -> IngestStatsOut:
     """Ingest counters since the hub started (rejections by reason) and rows in the store."""
     service = _service(request)
     return IngestStatsOut.model_validate(service.stats() | {"rows_stored": service.count()})

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, HTTPException, Request, Response, status
 from pydantic import BaseModel
 
-from fleetmind.auth.api import Authenticated
+from fleetmind.audit.api import record
+from fleetmind.auth.api import Operator, Reader
 from fleetmind.devices.errors import DeviceNotFound
 from fleetmind.twins.errors import InvalidDocument, VersionConflict
 from fleetmind.twins.model import Twin
@@ -56,7 +57,7 @@ def _if_match(value: str | None) -> int | None:
 
 
 @router.get("/{device_id}/twin")
-def get_twin(request: Request, _: Authenticated, device_id: str, response: Response) -> TwinOut:
+def get_twin(request: Request, _: Reader, device_id: str, response: Response) -> TwinOut:
     """Both documents with their versions; the ETag is the desired version."""
     try:
         twin = _service(request).get(device_id)
@@ -69,7 +70,7 @@ def get_twin(request: Request, _: Authenticated, device_id: str, response: Respo
 @router.patch("/{device_id}/twin/desired")
 def patch_desired(
     request: Request,
-    _: Authenticated,
+    principal: Operator,
     device_id: str,
     response: Response,
     patch: Annotated[dict[str, Any], Body(examples=[{"settings": {"sample_hz": 2}}])],
@@ -85,5 +86,7 @@ def patch_desired(
         raise HTTPException(status.HTTP_412_PRECONDITION_FAILED, str(exc)) from None
     except InvalidDocument as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    detail = f"{device_id} desired version {twin.desired_version}"
+    record(request, "twin.desired", principal.actor, detail=detail)
     response.headers["ETag"] = _etag(twin)
     return TwinOut.of(twin)
