@@ -1,17 +1,30 @@
 """REST routes for the device registry."""
 
-from datetime import datetime
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from fleetmind.audit.api import record
+from fleetmind.audit.model import Outcome
 from fleetmind.auth.api import Operator, Reader
-from fleetmind.devices.errors import CertificateError, DeviceExists, DeviceNotFound, InvalidDevice
+from fleetmind.devices.enrollment import EnrollmentGroup
+from fleetmind.devices.errors import (
+    CertificateError,
+    ClaimRefused,
+    DeviceExists,
+    DeviceNotFound,
+    InvalidDevice,
+)
 from fleetmind.devices.model import Device, DeviceState
-from fleetmind.devices.service import DeviceService
+from fleetmind.devices.service import DeviceService, NewDevice
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+enrollment_router = APIRouter(prefix="/api/v1", tags=["provisioning"])
+_claim_bearer = HTTPBearer(auto_error=False, description="A claim token of an enrollment group.")
 
 
 class DeviceIn(BaseModel):
@@ -27,6 +40,7 @@ class DeviceOut(BaseModel):
     online: bool
     last_seen: datetime | None
     state: DeviceState
+    tags: dict[str, str]
 
     @classmethod
     def of(cls, device: Device) -> "DeviceOut":
@@ -37,6 +51,7 @@ class DeviceOut(BaseModel):
             online=device.online,
             last_seen=device.last_seen,
             state=device.state,
+            tags=device.tags,
         )
 
 
@@ -96,6 +111,13 @@ def create_device(request: Request, principal: Operator, body: DeviceIn) -> Devi
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except (InvalidDevice, CertificateError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    how = "certificate over its CSR" if body.csr else "secret and certificate"
+    record(request, "device.add", principal.actor, detail=f"{created.device.id}: {how}")
+    return _created(request, created)
+
+
+def _created(request: Request, created: NewDevice) -> DeviceCreated:
+    """The new device with its credentials, and where it connects."""
     endpoint = request.app.state.mqtt_endpoint
     tls = None
     if created.certificate and created.ca and endpoint.tls_port is not None:
@@ -106,8 +128,6 @@ def create_device(request: Request, principal: Operator, body: DeviceIn) -> Devi
             certificate=created.certificate.decode(),
             private_key=created.private_key.decode() if created.private_key else None,
         )
-    how = "certificate over its CSR" if body.csr else "secret and certificate"
-    record(request, "device.add", principal.actor, detail=f"{created.device.id}: {how}")
     return DeviceCreated(
         **DeviceOut.of(created.device).model_dump(),
         mqtt=MqttCredentials(
@@ -184,3 +204,98 @@ def delete_device(request: Request, principal: Operator, device_id: str) -> Resp
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     record(request, "device.delete", principal.actor, detail=device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- provisioning by claim ----------------------------------------------------------------------
+
+
+class EnrollmentIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    name_template: str = Field(min_length=1, max_length=60, examples=["plant-a-{n}"])
+    max_uses: int = Field(ge=1, le=1_000_000)
+    expires_in_s: int = Field(ge=60, le=366 * 86400)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=50)
+    desired: dict[str, Any] = Field(default_factory=dict)
+
+
+class EnrollmentOut(BaseModel):
+    name: str
+    name_template: str
+    max_uses: int
+    uses: int
+    expires_at: datetime
+    created_at: datetime
+    tags: dict[str, str]
+    desired: dict[str, Any]
+
+    @classmethod
+    def of(cls, group: EnrollmentGroup) -> "EnrollmentOut":
+        return cls(**asdict(group))
+
+
+class EnrollmentCreated(EnrollmentOut):
+    #: the claim token, shown this once; devices present it to ``POST /api/v1/claim``
+    claim_token: str
+
+
+class ClaimIn(BaseModel):
+    #: a PEM CSR made on the device
+    csr: str = Field(max_length=8192)
+    #: what the device calls itself (``{name}`` in the group's template)
+    name: str | None = Field(default=None, max_length=40)
+
+
+@enrollment_router.post("/enrollments", status_code=status.HTTP_201_CREATED)
+def create_enrollment(
+    request: Request, principal: Operator, body: EnrollmentIn
+) -> EnrollmentCreated:
+    """An enrollment group and its claim token (shown only now)."""
+    try:
+        group, token = _service(request).create_enrollment(
+            body.name, name_template=body.name_template, max_uses=body.max_uses,
+            expires_in=timedelta(seconds=body.expires_in_s), tags=body.tags, desired=body.desired,
+        )  # fmt: skip
+    except InvalidDevice as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    record(request, "enrollment.create", principal.actor, detail=f"{group.name}: {group.max_uses}")
+    return EnrollmentCreated(claim_token=token, **EnrollmentOut.of(group).model_dump())
+
+
+@enrollment_router.get("/enrollments")
+def list_enrollments(request: Request, _: Reader) -> list[EnrollmentOut]:
+    return [EnrollmentOut.of(group) for group in _service(request).enrollment_groups()]
+
+
+@enrollment_router.delete("/enrollments/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_enrollment(request: Request, principal: Operator, name: str) -> Response:
+    try:
+        _service(request).delete_enrollment(name)
+    except DeviceNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    record(request, "enrollment.delete", principal.actor, detail=name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@enrollment_router.post("/claim", status_code=status.HTTP_201_CREATED)
+def claim(
+    request: Request,
+    body: ClaimIn,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_claim_bearer)],
+) -> DeviceCreated:
+    """A new device claims its identity: the bearer is an enrollment group's claim token, the
+    body its CSR. The answer is its certificate (and MQTT secret); the claim token itself opens
+    nothing else."""
+    token = credentials.credentials if credentials else ""
+    try:
+        created, group = _service(request).claim(token, body.csr.encode(), body.name)
+    except ClaimRefused as exc:
+        record(request, "device.claim", "-", outcome=Outcome.FAILURE, detail=str(exc))
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from None
+    except DeviceExists as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except (InvalidDevice, CertificateError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    record(request, "device.claim", created.device.id, detail=f"enrollment group {group}")
+    return _created(request, created)

@@ -5,6 +5,7 @@ DeviceError
 +-- DeviceExists          the id is taken
 +-- InvalidDevice         a name that cannot be a device id
 +-- CertificateError      a certificate, key or CSR that is malformed, foreign or not valid now
++-- ClaimRefused          a claim token that is unknown, expired or used up
 """
 
 
@@ -25,4 +26,8 @@ class InvalidDevice(DeviceError):
 
 
 class CertificateError(DeviceError):
+    pass
+
+
+class ClaimRefused(DeviceError):
     pass

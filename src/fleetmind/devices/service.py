@@ -5,15 +5,23 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from fleetmind.devices import model
+from fleetmind.devices import certificates, enrollment, model
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.certificates import Issued
-from fleetmind.devices.errors import CertificateError, DeviceNotFound, InvalidDevice
+from fleetmind.devices.enrollment import EnrollmentGroup
+from fleetmind.devices.errors import (
+    CertificateError,
+    ClaimRefused,
+    DeviceError,
+    DeviceNotFound,
+    InvalidDevice,
+)
 from fleetmind.devices.model import Device, DeviceCertificate, DeviceState
-from fleetmind.devices.store import DeviceStore
+from fleetmind.devices.store import DeviceStore, EnrollmentStore
 from fleetmind.wire import topics
 from fleetmind.wire.errors import TopicError
 
@@ -39,17 +47,28 @@ class DeviceService:
         store: DeviceStore,
         *,
         ca: CertificateAuthority | None = None,
+        enrollments: EnrollmentStore | None = None,
+        on_added: Callable[[str, dict[str, Any]], None] | None = None,
         on_credentials_changed: Callable[[], None] | None = None,
         on_deleted: Callable[[str], None] | None = None,
         on_online: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self.ca = ca
+        self._enrollments = enrollments
+        self._on_added = on_added
         self._on_credentials_changed = on_credentials_changed
         self._on_deleted = on_deleted
         self._on_online = on_online
 
-    def add(self, name: str, *, csr: bytes | None = None) -> NewDevice:
+    def add(
+        self,
+        name: str,
+        *,
+        csr: bytes | None = None,
+        tags: dict[str, str] | None = None,
+        desired: dict[str, Any] | None = None,
+    ) -> NewDevice:
         """Register a device with a secret and, when the hub has a CA, a certificate (over the
         key of ``csr`` if given, so the private key never leaves the device)."""
         try:
@@ -60,12 +79,14 @@ class DeviceService:
             raise InvalidDevice("this hub has no certificate authority to sign a CSR")
         issued, key = self.ca.issue_device(device_id, csr) if self.ca else (None, None)
         secret = model.new_secret()
-        device = Device(id=device_id, name=name, created_at=datetime.now(UTC))
+        device = Device(id=device_id, name=name, created_at=datetime.now(UTC), tags=tags or {})
         self._store.add(device, model.hash_secret(secret))
         if issued is not None:
             self._keep(device_id, issued)
         log.info("device %s added", device_id)
         self._credentials_changed()
+        if desired and self._on_added is not None:
+            self._on_added(device_id, desired)
         return NewDevice(
             device,
             secret,
@@ -73,6 +94,53 @@ class DeviceService:
             private_key=key,
             ca=self.ca.pem if self.ca else None,
         )
+
+    # -- enrollment groups (provisioning by claim) --------------------------------------------
+
+    def create_enrollment(
+        self,
+        name: str,
+        *,
+        name_template: str,
+        max_uses: int,
+        expires_in: timedelta,
+        tags: dict[str, str],
+        desired: dict[str, Any],
+    ) -> tuple[EnrollmentGroup, str]:
+        """A group and its claim token (in clear, this once; stored hashed)."""
+        if self._enrollments is None or self.ca is None:
+            raise InvalidDevice("provisioning by claim needs the hub's certificate authority")
+        now = datetime.now(UTC)
+        group = EnrollmentGroup(
+            name, enrollment.check_template(name_template), max_uses, 0, now + expires_in, now,
+            tags, desired,
+        )  # fmt: skip
+        token = enrollment.new_claim_token()
+        self._enrollments.add(group, enrollment.hash_claim(token))
+        return group, token
+
+    def enrollment_groups(self) -> list[EnrollmentGroup]:
+        return self._enrollments.list() if self._enrollments is not None else []
+
+    def delete_enrollment(self, name: str) -> None:
+        if self._enrollments is None or not self._enrollments.delete(name):
+            raise DeviceNotFound(f"no enrollment group {name!r}")
+
+    def claim(self, token: str, csr: bytes, requested: str | None) -> tuple[NewDevice, str]:
+        """A new device of the token's group, certified over ``csr``; and the group's name."""
+        if self._enrollments is None:
+            raise ClaimRefused("this hub has no enrollment groups")
+        certificates.load_csr(csr)  # refuse a bad CSR before it uses up the claim
+        group = self._enrollments.claim(enrollment.hash_claim(token), datetime.now(UTC))
+        if group is None:
+            raise ClaimRefused("the claim token is unknown, expired or used up")
+        try:
+            name = enrollment.device_name(group.name_template, use=group.uses, requested=requested)
+            created = self.add(name, csr=csr, tags=group.tags, desired=group.desired)
+        except DeviceError:
+            self._enrollments.give_back(group.name)
+            raise
+        return created, group.name
 
     def _keep(self, device_id: str, issued: Issued) -> None:
         self._store.add_certificate(

@@ -4,12 +4,14 @@ The schema is created and evolved by the hub's Alembic migrations; :data:`metada
 """
 
 import builtins
+import json
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
-from fleetmind.devices.errors import DeviceExists, DeviceNotFound
+from fleetmind.devices.enrollment import EnrollmentGroup
+from fleetmind.devices.errors import DeviceExists, DeviceNotFound, InvalidDevice
 from fleetmind.devices.model import Device, DeviceCertificate, DeviceState
 
 metadata = sa.MetaData()
@@ -25,6 +27,7 @@ devices = sa.Table(
     sa.Column("last_seen", sa.DateTime(timezone=True)),
     sa.Column("boot_id", sa.String(64)),
     sa.Column("state", sa.String(20), nullable=False, default=DeviceState.ACTIVE.value),
+    sa.Column("tags", sa.Text, nullable=False, default="{}"),
 )
 
 certificates = sa.Table(
@@ -37,6 +40,35 @@ certificates = sa.Table(
     sa.Column("not_after", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
+
+
+enrollments = sa.Table(
+    "enrollments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("claim_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name_template", sa.String(100), nullable=False),
+    sa.Column("max_uses", sa.Integer, nullable=False),
+    sa.Column("uses", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),
+    sa.Column("desired", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _enrollment(row: RowMapping) -> EnrollmentGroup:
+    return EnrollmentGroup(
+        name=row["name"],
+        name_template=row["name_template"],
+        max_uses=row["max_uses"],
+        uses=row["uses"],
+        expires_at=_utc(row["expires_at"]) or datetime.now(UTC),
+        created_at=_utc(row["created_at"]) or datetime.now(UTC),
+        tags=json.loads(row["tags"]),
+        desired=json.loads(row["desired"]),
+    )
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -55,6 +87,7 @@ def _device(row: RowMapping) -> Device:
         last_seen=_utc(row["last_seen"]),
         boot_id=row["boot_id"],
         state=DeviceState(row["state"]),
+        tags=json.loads(row["tags"]),
     )
 
 
@@ -86,6 +119,7 @@ class DeviceStore:
                         created_at=device.created_at,
                         online=False,
                         state=device.state.value,
+                        tags=json.dumps(device.tags),
                     )
                 )
         except sa.exc.IntegrityError:
@@ -213,4 +247,72 @@ class DeviceStore:
                 .where(devices.c.id == sa.bindparam("device_id"))
                 .values(last_seen=sa.bindparam("seen")),
                 [{"device_id": key, "seen": value} for key, value in seen.items()],
+            )
+
+
+class EnrollmentStore:
+    """Enrollment groups; a claim is counted atomically, so ``max_uses`` holds under races."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def add(self, group: EnrollmentGroup, claim_hash: str) -> None:
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    enrollments.insert().values(
+                        name=group.name,
+                        claim_hash=claim_hash,
+                        name_template=group.name_template,
+                        max_uses=group.max_uses,
+                        uses=0,
+                        expires_at=group.expires_at,
+                        tags=json.dumps(group.tags),
+                        desired=json.dumps(group.desired),
+                        created_at=group.created_at,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            raise InvalidDevice(f"enrollment group {group.name!r} exists") from None
+
+    def list(self) -> builtins.list[EnrollmentGroup]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(enrollments.select().order_by(enrollments.c.name))
+            return [_enrollment(row) for row in rows.mappings()]
+
+    def delete(self, name: str) -> bool:
+        with self._engine.begin() as connection:
+            deleted = connection.execute(enrollments.delete().where(enrollments.c.name == name))
+            return deleted.rowcount > 0
+
+    def claim(self, claim_hash: str, now: datetime) -> EnrollmentGroup | None:
+        """Count one use of the group with this claim, if it is unexpired and has uses left;
+        the group as of that use, or None."""
+        valid = sa.and_(
+            enrollments.c.claim_hash == claim_hash,
+            enrollments.c.uses < enrollments.c.max_uses,
+            enrollments.c.expires_at > now,
+        )
+        with self._engine.begin() as connection:
+            updated = connection.execute(
+                enrollments.update().where(valid).values(uses=enrollments.c.uses + 1)
+            )
+            if updated.rowcount != 1:
+                return None
+            row = (
+                connection.execute(
+                    enrollments.select().where(enrollments.c.claim_hash == claim_hash)
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else _enrollment(row)
+
+    def give_back(self, name: str) -> None:
+        """Undo a use whose device could not be created."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                enrollments.update()
+                .where(enrollments.c.name == name)
+                .values(uses=enrollments.c.uses - 1)
             )
