@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fleetmind.agent.credentials import Credentials
+from fleetmind.agent.credentials import Credentials, write_private
+from fleetmind.devices.errors import DeviceError
 from fleetmind.transport.errors import HubError
 
 if TYPE_CHECKING:  # the agent command stays light: the HTTP client and tables load on demand
@@ -54,6 +55,8 @@ Token = Annotated[
     ),
 ]
 DEFAULT_DATA_DIR = Path(".fleetmind")
+#: the identity an agent claimed, in its state directory
+IDENTITY_FILE = "identity.json"
 
 
 def _fail(message: str) -> NoReturn:
@@ -185,12 +188,27 @@ def hub(
 @app.command()
 def agent(
     credentials: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             envvar="FLEETMIND_CREDENTIALS",
             help="The JSON that `fleetmind device add` printed, saved to a file.",
         ),
-    ],
+    ] = None,
+    claim: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLEETMIND_CLAIM",
+            help="An enrollment group's claim token: get an identity from --hub at first start.",
+            show_default=False,
+        ),
+    ] = None,
+    hub: Annotated[
+        str | None, typer.Option(envvar="FLEETMIND_HUB", help="The hub's URL, for --claim.")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="What this device calls itself when it claims (default: host name)."),
+    ] = None,
     rate: Annotated[float, typer.Option(min=0.01, max=1000, help="Samples per second.")] = 1.0,
     state_dir: Annotated[
         Path,
@@ -211,9 +229,17 @@ def agent(
     from fleetmind.agent.settings import AgentSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    identity = state_dir / IDENTITY_FILE
     try:
-        device = Credentials.load(credentials, key_file=key)
-    except ValueError as exc:
+        if credentials is not None:
+            device = Credentials.load(credentials, key_file=key)
+        elif identity.exists():
+            device = Credentials.load(identity)
+        elif claim is not None and hub is not None:
+            device = _claim(hub, claim, name, identity)
+        else:
+            _fail("give --credentials, or --claim with --hub for a device's first start")
+    except (ValueError, DeviceError) as exc:
         _fail(str(exc))
     running = Agent(
         AgentConfig(credentials=device, settings=AgentSettings(sample_hz=rate), state_dir=state_dir)
@@ -221,6 +247,16 @@ def agent(
     out.print(f"agent {device.username} -> {device.host}:{device.port} (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(running.run())
+
+
+def _claim(hub: str, token: str, name: str | None, identity: Path) -> Credentials:
+    """Make a key, claim a certificate for it, and keep both (0600) for the next starts."""
+    from fleetmind.devices.client import claim, default_name
+
+    document = claim(hub, token, name or default_name())
+    write_private(identity, json.dumps(document))
+    out.print(f"claimed the identity {document['id']} (kept in {identity})")
+    return Credentials.from_device(document)
 
 
 # -- the simulator ----------------------------------------------------------------------------

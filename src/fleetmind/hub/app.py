@@ -11,6 +11,7 @@ from fleetmind.auth.api import require
 from fleetmind.auth.api import router as people_router
 from fleetmind.auth.model import Scope
 from fleetmind.commands.api import router as commands_router
+from fleetmind.devices.api import enrollment_router
 from fleetmind.devices.api import router as devices_router
 from fleetmind.hub import dashboard
 from fleetmind.hub.runtime import Hub
@@ -54,6 +55,7 @@ def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None
     app.include_router(telemetry_router)
     app.include_router(twins_router)
     app.include_router(commands_router)
+    app.include_router(enrollment_router)
     app.include_router(people_router)
     app.include_router(audit_router, dependencies=[Depends(require(Scope.ADMIN))])
 

@@ -6,6 +6,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fleetmind.agent.credentials import write_private
 from fleetmind.audit.service import AuditService
@@ -17,7 +18,7 @@ from fleetmind.commands.store import CommandStore
 from fleetmind.devices import model
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.service import DeviceService, write_mosquitto_files
-from fleetmind.devices.store import DeviceStore
+from fleetmind.devices.store import DeviceStore, EnrollmentStore
 from fleetmind.hub.broker import EmbeddedBroker, TlsListener
 from fleetmind.hub.consumer import UplinkConsumer
 from fleetmind.hub.registry import create_engine, migrate
@@ -82,6 +83,8 @@ class Hub:
         self.devices = DeviceService(
             device_store,
             ca=self.ca,
+            enrollments=EnrollmentStore(self._engine),
+            on_added=self._device_added,
             on_credentials_changed=self._credentials_changed,
             on_deleted=self._device_deleted,
             on_online=self._device_online,
@@ -191,6 +194,10 @@ class Hub:
         self.commands.forget(device_id)
         with contextlib.suppress(ConnectionError):  # clear the retained desired document
             self.publish(topics.down(device_id, messages.DESIRED), b"", retain=True)
+
+    def _device_added(self, device_id: str, desired: dict[str, Any]) -> None:
+        """A device from an enrollment group starts with the group's desired twin."""
+        self.twins.patch_desired(device_id, desired, if_version=0)
 
     def _device_online(self, device_id: str) -> None:
         self.commands.device_online(device_id)
