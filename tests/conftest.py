@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -62,9 +63,18 @@ class RunningHub:
     process: subprocess.Popen[bytes]
     log: Path
 
+    #: the hub's CA, trusted for HTTPS (production)
+    ca: Path | None = None
+
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.ca) if self.ca else True
+
     def api(self) -> httpx.Client:
         return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+            verify=self.verify(),
         )
 
     def add_device(self, name: str) -> dict[str, object]:
@@ -102,19 +112,24 @@ def start_hub(data_dir: Path, *extra: str) -> RunningHub:
             stdout=output,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{http_port}"
+    production = "--production" in extra
+    url = f"{'https' if production else 'http'}://127.0.0.1:{http_port}"
+    ca = data_dir / "ca" / "ca.crt" if production else None
 
     def healthy() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"hub exited: {log.read_text()[-3000:]}")
+        if ca is not None and not ca.exists():
+            return False
+        verify = ssl.create_default_context(cafile=ca) if ca else True
         try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            return httpx.get(f"{url}/healthz", timeout=1, verify=verify).status_code == 200
         except httpx.HTTPError:
             return False
 
     wait_until(healthy, timeout=60)
     token = (data_dir / "admin.token").read_text().strip()
-    return RunningHub(url, token, data_dir, process, log)
+    return RunningHub(url, token, data_dir, process, log, ca)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -76,7 +76,8 @@ def _hub(url: str | None, token: str | None, data_dir: Path = DEFAULT_DATA_DIR) 
         if not token_file.exists():
             _fail("no API token: pass --token or set FLEETMIND_TOKEN")
         token = token_file.read_text().strip()
-    return HubClient(url, token)
+    ca_file = Path(os.environ.get("FLEETMIND_CA_FILE", data_dir / "ca" / "ca.crt"))
+    return HubClient(url, token, ca_file=ca_file if ca_file.is_file() else None)
 
 
 def _print_json(document: Any) -> None:
@@ -111,6 +112,19 @@ def hub(
     ] = None,
     ca_key: Annotated[
         Path | None, typer.Option(envvar="FLEETMIND_CA_KEY", help="Its key, mode 0600.")
+    ] = None,
+    production: Annotated[
+        bool,
+        typer.Option(
+            envvar="FLEETMIND_PRODUCTION",
+            help="Refuse plaintext: MQTT over mutual TLS only, the API over HTTPS only.",
+        ),
+    ] = False,
+    https_cert: Annotated[
+        Path | None, typer.Option(envvar="FLEETMIND_HTTPS_CERT", help="The API's certificate.")
+    ] = None,
+    https_key: Annotated[
+        Path | None, typer.Option(envvar="FLEETMIND_HTTPS_KEY", help="Its key.")
     ] = None,
     broker_url: Annotated[
         str | None,
@@ -157,6 +171,9 @@ def hub(
             mqtt_tls_port=mqtt_tls_port,
             ca_cert=ca_cert,
             ca_key=ca_key,
+            production=production,
+            https_cert=https_cert,
+            https_key=https_key,
             broker_url=broker_url,
             mosquitto_dir=mosquitto_dir,
             registry_url=registry_url,
@@ -169,7 +186,8 @@ def hub(
 
     def ready(running: Hub, url: str) -> None:
         out.print(f"FleetMind hub: dashboard {url}/  API {url}/docs", soft_wrap=True)
-        out.print(f"MQTT broker: {running.mqtt.host}:{running.mqtt.port}")
+        if running.mqtt.port is not None:
+            out.print(f"MQTT broker: {running.mqtt.host}:{running.mqtt.port}")
         if running.mqtt.tls_port is not None:
             out.print(f"MQTT mutual TLS: {running.mqtt.host}:{running.mqtt.tls_port}")
         if running.admin_token is not None:  # the token itself never goes to a log or journal

@@ -56,7 +56,11 @@ def test_an_agent_claims_its_identity_and_starts_from_the_group_twin(
             )
             assert twin["desired"] == {"settings": {"sample_hz": 4}}
             assert twin["reported"]["settings"] == {"sample_hz": 4}
-            latest = api.get("/api/v1/telemetry/latest").json
+
+            def latest() -> dict[str, list[object]]:
+                found: dict[str, list[object]] = api.get("/api/v1/telemetry/latest").json()
+                return found
+
             wait_until(lambda: len(latest().get("line-0001", [])) >= 4, timeout=30)
     finally:
         stop(agent)

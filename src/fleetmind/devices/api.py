@@ -74,7 +74,8 @@ class MqttTlsIdentity(BaseModel):
 
 
 class DeviceCreated(DeviceOut):
-    mqtt: MqttCredentials
+    #: the password endpoint (none in production: certificates only)
+    mqtt: MqttCredentials | None
     mqtts: MqttTlsIdentity | None
 
 
@@ -130,7 +131,9 @@ def _created(request: Request, created: NewDevice) -> DeviceCreated:
         )
     return DeviceCreated(
         **DeviceOut.of(created.device).model_dump(),
-        mqtt=MqttCredentials(
+        mqtt=None
+        if endpoint.port is None
+        else MqttCredentials(
             host=endpoint.host,
             port=endpoint.port,
             username=created.device.id,

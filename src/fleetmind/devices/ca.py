@@ -113,5 +113,16 @@ class CertificateAuthority:
         write_file(cert, issued.pem, 0o644)
         return ca, cert, key_path
 
+    def client_files(self, directory: Path, common_name: str) -> tuple[Path, Path, Issued]:
+        """``client.crt`` and ``client.key`` (0600) for the hub's own connection to a broker,
+        issued anew each start."""
+        key = certificates.new_key()
+        issued = certificates.issue_client(self._key, self.certificate, key.public_key(),
+                                           common_name)  # fmt: skip
+        cert, key_path = directory / "client.crt", directory / "client.key"
+        write_file(key_path, certificates.key_pem(key), 0o600)
+        write_file(cert, issued.pem, 0o644)
+        return cert, key_path, issued
+
     def revocation_list(self, revoked: Iterable[tuple[str, datetime]]) -> bytes:
         return certificates.revocation_list(self._key, self.certificate, revoked)

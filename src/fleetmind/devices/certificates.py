@@ -172,10 +172,23 @@ def issue_device(
     key = (
         public_key.public_key()
         if isinstance(public_key, x509.CertificateSigningRequest)
-        else (public_key)
+        else public_key
     )
+    return issue_client(ca_key, ca, key, device_id, days=days, now=now)
+
+
+def issue_client(
+    ca_key: PrivateKey,
+    ca: x509.Certificate,
+    public_key: object,
+    common_name: str,
+    *,
+    days: int = DEVICE_DAYS,
+    now: datetime | None = None,
+) -> Issued:
+    """A client certificate for ``common_name`` (a device id, or the hub's own identity)."""
     return _sign(
-        ca_key, ca, key, _name(device_id), days, now,
+        ca_key, ca, public_key, _name(common_name), days, now,
         usage=ExtendedKeyUsageOID.CLIENT_AUTH, alt_names=[],
     )  # fmt: skip
 

@@ -64,6 +64,7 @@ class RegistryAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is unty
     class Config:
         registry_url: str = ""
         hub_secret_hash: str = ""
+        hub_fingerprint: str = ""
 
     def __init__(self, context: Any) -> None:
         super().__init__(context)
@@ -121,6 +122,12 @@ class RegistryAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is unty
             device_id = certificates.device_id_of(certificate)
         except (ValueError, CertificateError):
             return False
+        if device_id == model.HUB_USERNAME:  # only the certificate the hub made at its start
+            fingerprint = certificates.fingerprint(certificate)
+            if not self.config.hub_fingerprint or fingerprint != self.config.hub_fingerprint:
+                return False
+            session.username = device_id
+            return True
         serial = certificates.serial_hex(certificate)
         if not await asyncio.to_thread(self._devices.may_connect, device_id, serial):
             return False
@@ -214,6 +221,8 @@ class TlsListener:
     cafile: Path
     certfile: Path
     keyfile: Path
+    #: the hub's own client certificate (its SHA-256 fingerprint), when it connects over TLS
+    hub_fingerprint: str = ""
 
 
 def broker_config(
@@ -242,6 +251,7 @@ def broker_config(
             f"{__name__}.RegistryAuthPlugin": {
                 "registry_url": registry_url,
                 "hub_secret_hash": hub_secret_hash,
+                "hub_fingerprint": tls.hub_fingerprint if tls is not None else "",
             },
             f"{__name__}.TopicAclPlugin": {},
         },

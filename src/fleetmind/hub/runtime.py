@@ -4,6 +4,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ class MqttEndpoint:
     """Where devices connect: told to them with their credentials (``tls_port``: mutual TLS)."""
 
     host: str
-    port: int
+    #: the password listener (None in production: certificates only)
+    port: int | None
     tls_port: int | None = None
 
 
@@ -70,6 +72,7 @@ class Hub:
     """Everything the API and the dashboard need, wired from :class:`Settings`."""
 
     def __init__(self, settings: Settings) -> None:
+        settings.check_production()
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(settings.registry)
@@ -101,32 +104,40 @@ class Hub:
         self.mqtt = self._endpoint()
 
     def _endpoint(self) -> MqttEndpoint:
+        """Where the hub and the devices reach the broker. In production the hub, too, connects
+        over mutual TLS, with a certificate of its own CA (common name ``_hub``)."""
         settings = self.settings
-        if settings.broker_url is None:
-            port = choose_port(settings.mqtt_host, settings.mqtt_port, DEFAULT_MQTT_PORT, "MQTT")
-            self.broker_address = BrokerAddress(settings.mqtt_host, port)
-        else:
-            self.broker_address = BrokerAddress.parse(settings.broker_url)
-        hub_secret = self.broker_address.password or read_or_create_secret(
-            settings.data_dir / HUB_SECRET_FILE
-        )
-        self.broker_address = BrokerAddress(
-            self.broker_address.host,
-            self.broker_address.port,
-            self.broker_address.username or model.HUB_USERNAME,
-            hub_secret,
-            self.broker_address.tls,
-        )
-        self._hub_secret_hash = model.hash_secret(hub_secret)
         if settings.broker_url is None:
             tls_port: int | None = choose_port(
                 settings.mqtt_host, settings.mqtt_tls_port, DEFAULT_MQTT_TLS_PORT, "MQTT TLS"
             )
+            if settings.production:
+                address = BrokerAddress(settings.mqtt_host, tls_port or 0, tls=True)
+            else:
+                port = choose_port(
+                    settings.mqtt_host, settings.mqtt_port, DEFAULT_MQTT_PORT, "MQTT"
+                )
+                address = BrokerAddress(settings.mqtt_host, port)
         else:
+            address = BrokerAddress.parse(settings.broker_url)
             tls_port = settings.mqtt_tls_port
-        return MqttEndpoint(
-            settings.public_host or self.broker_address.host, self.broker_address.port, tls_port
-        )
+        hub_secret = address.password or read_or_create_secret(settings.data_dir / HUB_SECRET_FILE)
+        self.broker_address = BrokerAddress(
+            address.host, address.port, address.username or model.HUB_USERNAME, hub_secret,
+            address.tls,
+        )  # fmt: skip
+        self._hub_secret_hash = model.hash_secret(hub_secret)
+        self._broker_tls: ssl.SSLContext | None = None
+        self._hub_fingerprint = ""
+        if address.tls:
+            cert, key, issued = self.ca.client_files(
+                settings.data_dir / TLS_DIR, model.HUB_USERNAME
+            )
+            context = ssl.create_default_context(cadata=self.ca.pem.decode())
+            context.load_cert_chain(cert, key)
+            self._broker_tls, self._hub_fingerprint = context, issued.fingerprint
+        plain = None if settings.production else address.port
+        return MqttEndpoint(settings.public_host or address.host, plain, tls_port)
 
     def _tls_hosts(self) -> list[str]:
         hosts = [self.mqtt.host, self.broker_address.host, "localhost", "127.0.0.1"]
@@ -145,10 +156,10 @@ class Hub:
             )
             self._broker = EmbeddedBroker(
                 address.host,
-                address.port,
+                None if self.settings.production else address.port,
                 self.settings.registry,
                 self._hub_secret_hash,
-                TlsListener(self.mqtt.tls_port, ca, cert, key),
+                TlsListener(self.mqtt.tls_port, ca, cert, key, self._hub_fingerprint),
             )
             self._broker.start()
             # amqtt has no shared subscriptions: one connection receives everything
@@ -173,6 +184,7 @@ class Hub:
                 client_id=f"{model.HUB_USERNAME}-{address.port}-{index}",
                 max_batch=self.settings.ingest_max_batch,
                 max_wait=self.settings.ingest_max_wait_ms / 1000,
+                tls=self._broker_tls,
             )
             subscriber.start(timeout=30)
             self._subscribers.append(subscriber)

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     #: the operator's root CA (both or neither); default: a CA the hub creates in DATA_DIR/ca
     ca_cert: Path | None = None
     ca_key: Path | None = None
+    #: refuse plaintext: MQTT only over mutual TLS (external brokers: mqtts://), the API only
+    #: over HTTPS (with --https-cert/--https-key, or a certificate from the hub's CA)
+    production: bool = False
+    https_cert: Path | None = None
+    https_key: Path | None = None
     #: the host name devices are told to connect to (default: the broker's host)
     public_host: str | None = None
     #: an external broker (``mqtt://host:port``); None runs the embedded broker
@@ -67,6 +72,24 @@ class Settings(BaseSettings):
         if value.upper() not in logging.getLevelNamesMapping():
             raise ValueError(f"unknown log level {value!r}")
         return value.upper()
+
+    def check_production(self) -> None:
+        """Refuse settings that would leave something in plaintext or without a CA."""
+        if (self.https_cert is None) != (self.https_key is None):
+            raise SettingsError("give both --https-cert and --https-key, or neither")
+        if (self.ca_cert is None) != (self.ca_key is None):
+            raise SettingsError("give both --ca-cert and --ca-key, or neither")
+        for path in (self.ca_cert, self.ca_key, self.https_cert, self.https_key):
+            if path is not None and not path.is_file():
+                raise SettingsError(f"{path} does not exist")
+        if not self.production:
+            return
+        if self.broker_url is not None and not self.broker_url.startswith("mqtts://"):
+            raise SettingsError("production refuses plaintext MQTT: use an mqtts:// broker URL")
+        if self.broker_url is not None and self.mqtt_tls_port is None:
+            raise SettingsError("production needs --mqtt-tls-port: the broker's mutual-TLS port")
+        if self.mqtt_port is not None:
+            raise SettingsError("production has no plaintext MQTT listener: drop --mqtt-port")
 
     @property
     def embedded_broker(self) -> bool:

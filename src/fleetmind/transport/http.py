@@ -1,5 +1,7 @@
 """The hub's REST API over httpx, for the CLI and the simulator."""
 
+import ssl
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -8,10 +10,19 @@ from fleetmind.transport.errors import HubError
 
 
 class HubClient:
-    def __init__(self, url: str, token: str | None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, token: str | None, *, timeout: float = 30.0, ca_file: Path | None = None
+    ) -> None:
+        """``ca_file``: trust this CA for HTTPS (the hub's own), besides the system's."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        verify: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            verify = ssl.create_default_context()
+            verify.load_verify_locations(ca_file)
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, verify=verify
+        )
 
     def __enter__(self) -> "HubClient":
         return self
