@@ -55,8 +55,6 @@ Token = Annotated[
     ),
 ]
 DEFAULT_DATA_DIR = Path(".fleetmind")
-#: the identity an agent claimed, in its state directory
-IDENTITY_FILE = "identity.json"
 
 
 def _fail(message: str) -> NoReturn:
@@ -243,16 +241,18 @@ def agent(
     ] = None,
 ) -> None:
     """Run one agent with the simulated sensors until Ctrl-C."""
-    from fleetmind.agent.agent import Agent, AgentConfig
+    from fleetmind.agent.agent import IDENTITY_FILE, Agent, AgentConfig
     from fleetmind.agent.settings import AgentSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    identity = state_dir / IDENTITY_FILE
+    identity = state_dir / IDENTITY_FILE  # claimed, or renewed since: newer than --credentials
     try:
+        kept = Credentials.load(identity) if identity.exists() else None
         if credentials is not None:
             device = Credentials.load(credentials, key_file=key)
-        elif identity.exists():
-            device = Credentials.load(identity)
+            device = kept if kept is not None and kept.username == device.username else device
+        elif kept is not None:
+            device = kept
         elif claim is not None and hub is not None:
             device = _claim(hub, claim, name, identity)
         else:
@@ -299,6 +299,14 @@ def sim(
         float,
         typer.Option(min=0, help="Seconds the agents may take to empty their outboxes at the end."),
     ] = 60.0,
+    claim: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLEETMIND_CLAIM",
+            help="Provision new devices by claim (an enrollment group whose template uses {name}).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run N real agents with simulated sensors against a hub, then summarise."""
@@ -320,8 +328,9 @@ def sim(
                 device_names(config),
                 data_dir / "sim-devices.json",
                 lambda n: progress.advance(task, n),
+                claim_token=claim,
             )
-        except HubError as exc:
+        except (HubError, DeviceError) as exc:
             _fail(str(exc))
         fleet = Fleet(config, credentials)
         expected = None if duration is None else int(devices * rate * duration * 4)

@@ -131,3 +131,16 @@ def test_enrollment_templates_must_make_distinct_names(hub: RunningHub) -> None:
         response = api.post("/api/v1/enrollments", json=body)
         assert response.status_code == 409
         assert "{n} or {name}" in response.json()["detail"]
+
+
+def test_the_simulator_provisions_by_claim(hub: RunningHub, tmp_path: Path) -> None:
+    token = enroll(hub, "simclaim", name_template="{name}", max_uses=3)
+    result = hub.cli("sim", "--devices", "3", "--prefix", "simc", "--rate", "2", "--duration", "2",
+                     "--claim", token, "--data-dir", str(tmp_path), "--json")  # fmt: skip
+    summary = json.loads(result.stdout)
+    assert summary["readings_acked"] == summary["readings_sent"] > 0
+    with hub.api() as api:
+        groups = {g["name"]: g for g in api.get("/api/v1/enrollments").json()}
+        assert groups["simclaim"]["uses"] == 3
+        assert api.get("/api/v1/devices/simc-0002").json()["tags"] == {"site": "plant-a"}
+    assert token not in result.stdout + result.stderr

@@ -71,3 +71,56 @@ def test_suspend_reactivate_decommission_from_the_cli(hub: RunningHub) -> None:
         assert api.get("/api/v1/devices/id-life").json()["state"] == "decommissioned"
     again = hub.cli("device", "reactivate", "id-life", check=False)
     assert again.returncode == 1 and "409" in again.stderr
+
+
+def test_a_device_renews_its_certificate_without_reflashing(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    added = hub.cli("device", "add", "id-renew").stdout
+    (tmp_path / "credentials.json").write_text(added)
+    state = tmp_path / "state"
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "fleetmind", "agent",
+         "--credentials", str(tmp_path / "credentials.json"), "--rate", "5",
+         "--state-dir", str(state)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with hub.api() as api:
+            wait_until(lambda: api.get("/api/v1/devices/id-renew").json()["online"], timeout=30)
+            answer = api.post("/api/v1/devices/id-renew/commands",
+                              json={"name": "renew_certificate", "timeout_s": 10})  # fmt: skip
+            assert answer.json()["status"] == "succeeded", answer.text
+            records = wait_until(
+                lambda: (
+                    len(r := api.get("/api/v1/devices/id-renew/certificates").json()) == 2 and r
+                ),
+                timeout=30,
+            )
+            identity = state / "identity.json"
+            wait_until(identity.exists, timeout=30)
+            renewed = certificates.load_certificate(
+                json.loads(identity.read_text())["mqtts"]["certificate"].encode()
+            )
+            assert certificates.serial_hex(renewed) == records[0]["serial"]  # the newest
+            first = json.loads(added)["mqtts"]["private_key"]
+            assert json.loads(identity.read_text())["mqtts"]["private_key"] != first  # a new key
+
+            def points() -> int:
+                found = api.get("/api/v1/telemetry/latest").json().get("id-renew", [])
+                return max((p["time"] for p in found), default="")
+
+            before = points()
+            wait_until(lambda: points() > before, timeout=30)  # data flows on the new certificate
+            again = api.post("/api/v1/devices/id-renew/commands",
+                             json={"name": "renew_certificate", "timeout_s": 10})  # fmt: skip
+            assert again.json()["status"] == "succeeded"
+            events = wait_until(
+                lambda: len(e := api.get("/api/v1/audit",
+                                         params={"type": "certificate.renew"}).json()) == 2 and e,
+                timeout=30,
+            )  # fmt: skip
+    finally:
+        stop(agent)
+    assert [e["outcome"] for e in events] == ["failure", "success"]  # once per ten minutes
+    assert "moments ago" in events[0]["detail"]

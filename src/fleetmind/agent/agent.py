@@ -3,6 +3,7 @@ drain it."""
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -11,6 +12,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from fleetmind.agent.sensors import (
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.uplink import Uplink
 from fleetmind.commands.client import CommandHandlers
+from fleetmind.devices import certificates
+from fleetmind.devices.errors import CertificateError
 from fleetmind.transport.paho import TransportError
 from fleetmind.twins.client import TwinClient
 from fleetmind.wire import messages, senml, topics
@@ -38,6 +42,10 @@ log = logging.getLogger(__name__)
 
 TWIN_FILE = "twin.json"
 OUTBOX_FILE = "outbox.db"
+#: the device's identity (credentials with its certificate and key), kept current on renewal
+IDENTITY_FILE = "identity.json"
+#: a certificate this close to its expiry is renewed at the next connect
+RENEW_BEFORE = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,7 @@ class Agent:
             ("set_sampling", self._set_sampling),
             ("collect_logs", self._collect_logs),
             ("reboot", self._reboot),
+            ("renew_certificate", self._renew_certificate),
         ):
             self.commands.register(name, handler)
         self.events: deque[str] = deque(maxlen=200)
@@ -104,6 +113,7 @@ class Agent:
         self._settings_changed = asyncio.Event()
         self._next_health = 0.0
         self.power_mode = PowerMode.NORMAL
+        self._renewal_key: certificates.PrivateKey | None = None
         self._sent_bytes = self._sent_readings = 0
         self._restore_twin()
 
@@ -218,6 +228,8 @@ class Agent:
                         state = self.twin.on_desired(messages.Desired.decode(payload))
                         if state is not None:
                             await self._send_state(state)
+                elif kind == messages.CERTIFICATE:
+                    self._renewed(messages.Certificate.decode(payload))
                 elif kind == messages.COMMAND:
                     command = messages.Command.decode(payload)
                     answer = await self.commands.handle(command, now=time.time())
@@ -231,9 +243,52 @@ class Agent:
                 pass  # the hub re-syncs state on reconnect; a command answer times out there
 
     async def report_state(self) -> None:
-        """Tell the hub what is applied (after every connect, so both sides sync by version)."""
+        """Tell the hub what is applied (after every connect, so both sides sync by version);
+        ask for a new certificate when the current one is close to its expiry."""
         with contextlib.suppress(TransportError):
             await self._send_state(self.twin.state())
+            certificate = self.uplink.credentials.certificate
+            if certificate and self._renewal_key is None:
+                expires = certificates.load_certificate(certificate.encode()).not_valid_after_utc
+                if expires - datetime.now(UTC) < RENEW_BEFORE:
+                    await self.renew_certificate()
+
+    async def renew_certificate(self) -> None:
+        """Make a new key and send its CSR; the hub answers on ``down/certificate``."""
+        self._renewal_key = certificates.new_key()
+        csr = certificates.make_csr(self._renewal_key, self.device_id).decode()
+        await self.uplink.send(
+            topics.up(self.device_id, messages.CSR), messages.Renewal(csr).encode()
+        )
+        self._note("certificate renewal requested")
+
+    def _renewed(self, answer: messages.Certificate) -> None:
+        """Switch to the new certificate if it is for the key this agent made and its hub's CA
+        signed it; keep it on disk (0600) for the next start."""
+        key, self._renewal_key = self._renewal_key, None
+        current = self.uplink.credentials
+        if answer.certificate is None or key is None or current.ca is None:
+            self._note(f"certificate renewal refused: {answer.error or 'not asked for'}")
+            return
+        try:
+            new = certificates.load_certificate(answer.certificate.encode())
+            ca = certificates.load_certificate(current.ca.encode())
+            certificates.verify_issued_by(new, ca, datetime.now(UTC))
+        except CertificateError as exc:
+            self._note(f"certificate renewal refused: {exc}")
+            return
+        if new.public_key() != key.public_key():
+            self._note("certificate renewal refused: not for this agent's key")
+            return
+        renewed = dataclasses.replace(
+            current,
+            certificate=answer.certificate,
+            private_key=certificates.key_pem(key).decode(),
+        )
+        if self.config.state_dir is not None:
+            write_private(self.config.state_dir / IDENTITY_FILE, json.dumps(renewed.document()))
+        self.uplink.replace_credentials(renewed)
+        self._note(f"certificate renewed, serial {certificates.serial_hex(new)}")
 
     async def _send_state(self, state: messages.State) -> None:
         await self.uplink.send(topics.up(self.device_id, messages.STATE), state.encode())
@@ -334,6 +389,12 @@ class Agent:
         if isinstance(lines, bool) or not isinstance(lines, int) or not 1 <= lines <= 200:
             raise ValueError("lines must be a whole number from 1 to 200")
         return {"lines": list(self.events)[-lines:]}
+
+    async def _renew_certificate(self, _args: dict[str, Any]) -> dict[str, Any]:
+        if not self.uplink.credentials.uses_certificate:
+            raise ValueError("this agent connects with a password, not a certificate")
+        await self.renew_certificate()
+        return {"requested": True}
 
     async def _reboot(self, _args: dict[str, Any]) -> dict[str, Any]:
         """Restart the agent's session: seal what is pending, new boot id, reconnect."""

@@ -75,6 +75,10 @@ class Uplink:
         self.on_connect: Callable[[], Coroutine[Any, Any, None]] | None = None
 
     @property
+    def credentials(self) -> Credentials:
+        return self._credentials
+
+    @property
     def _device_id(self) -> str:
         return self._credentials.username
 
@@ -137,6 +141,13 @@ class Uplink:
         if client is None:
             raise TransportError("not connected")
         await client.publish(topic, payload)
+
+    def replace_credentials(self, credentials: Credentials) -> None:
+        """Connect with ``credentials`` from now on (a renewed certificate): reconnect."""
+        self._credentials = credentials
+        self._tls = credentials.ssl_context()
+        if self._client is not None:
+            self._client.abort()
 
     def new_boot(self, boot_id: str) -> None:
         """Start a new session under ``boot_id`` (a simulated reboot): reconnect with it."""

@@ -24,13 +24,21 @@ def default_name() -> str:
         return "device"
 
 
-def claim(hub_url: str, claim_token: str, name: str, *, timeout: float = 30.0) -> dict[str, Any]:
+def claim(
+    hub_url: str,
+    claim_token: str,
+    name: str,
+    *,
+    http: httpx.Client | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
     """Claim an identity from an enrollment group: the hub's device document (with its
-    certificate) and, under ``mqtts.private_key``, the key made here."""
+    certificate) and, under ``mqtts.private_key``, the key made here. ``http``: a client to
+    reuse when claiming for many devices (the simulator)."""
     key = certificates.new_key()
     csr = certificates.make_csr(key, name).decode()
     try:
-        response = httpx.post(
+        response = (http or httpx).post(
             f"{hub_url.rstrip('/')}/api/v1/claim",
             json={"csr": csr, "name": name},
             headers={"Authorization": f"Bearer {claim_token}"},

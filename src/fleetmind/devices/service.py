@@ -27,6 +27,9 @@ from fleetmind.wire.errors import TopicError
 
 log = logging.getLogger(__name__)
 
+#: the shortest time between two certificates of one device
+RENEWAL_INTERVAL = timedelta(minutes=10)
+
 
 @dataclass(frozen=True, slots=True)
 class NewDevice:
@@ -152,6 +155,26 @@ class DeviceService:
                 not_after=issued.not_after,
             )
         )
+
+    def renew(self, device_id: str, csr: bytes) -> Issued:
+        """A new certificate for an active device over the key of ``csr`` (the device asked over
+        its own authenticated connection). One renewal per ``RENEWAL_INTERVAL``; the previous
+        certificate stays valid until it expires, so the device can switch over."""
+        if self.ca is None:
+            raise CertificateError("this hub has no certificate authority")
+        if not self.may_connect(device_id):
+            raise CertificateError(f"device {device_id!r} may not connect")
+        now = datetime.now(UTC)
+        recent = [
+            c for c in self._store.certificates(device_id) if now - c.issued_at < RENEWAL_INTERVAL
+        ]
+        if len(recent) >= 2:  # the first certificate and one renewal at most
+            raise CertificateError("a certificate was renewed moments ago; try again later")
+        issued, _ = self.ca.issue_device(device_id, csr)
+        self._keep(device_id, issued)
+        log.info("device %s: certificate renewed (serial %s)", device_id, issued.serial)
+        self._credentials_changed()
+        return issued
 
     def set_state(self, device_id: str, state: DeviceState) -> Device:
         """Suspend, reactivate or decommission. Decommissioning revokes every certificate and is

@@ -175,7 +175,9 @@ class Hub:
             self._credentials_changed()
             topic_filter = f"$share/{self.settings.ingest_group}/{topics.UPLINK_FILTER}"
             connections = self.settings.ingest_connections
-        consumer = UplinkConsumer(self.ingestor, self.devices, self.twins, self.commands)
+        consumer = UplinkConsumer(
+            self.ingestor, self.devices, self.twins, self.commands, self.audit, self.publish
+        )
         for index in range(connections):
             subscriber = BatchSubscriber(
                 address,

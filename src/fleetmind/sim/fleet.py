@@ -12,11 +12,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import httpx
+
 from fleetmind.agent.agent import Agent, AgentConfig
 from fleetmind.agent.credentials import Credentials, write_private
 from fleetmind.agent.power import SimulatedBattery
 from fleetmind.agent.sensors import AnomalyPlan
 from fleetmind.agent.settings import AgentSettings
+from fleetmind.devices.client import claim
 from fleetmind.transport.errors import HubError
 from fleetmind.transport.http import HubClient
 
@@ -64,23 +67,34 @@ def provision(
     names: list[str],
     cache: Path,
     progress: Callable[[int], None] = lambda _: None,
+    *,
+    claim_token: str | None = None,
 ) -> list[Credentials]:
     """Credentials for every name: reused from ``cache`` where the hub still knows the device,
-    otherwise (re)created through the API."""
+    otherwise (re)created through the API, or, with ``claim_token``, claimed the way a device
+    does at first start (its key made here, a CSR sent; the group's template must be
+    ``{name}``-based so that the device gets the name asked for)."""
     cached = _read_cache(cache)
     known = {device["id"] for device in hub.list_devices()}
     result: list[Credentials] = []
+    claims = httpx.Client()
     try:
         for name in names:
             document = cached.get(hub.url, {}).get(name)
             if document is None or name not in known:
                 if name in known:  # its secret is lost: start it afresh
                     hub.delete_device(name)
-                document = Credentials.from_device(hub.add_device(name)).document()
+                made = (
+                    claim(hub.url, claim_token, name, http=claims)
+                    if claim_token
+                    else hub.add_device(name)
+                )
+                document = Credentials.from_device(made).document()
                 cached.setdefault(hub.url, {})[name] = document
             result.append(Credentials.from_device(document))
             progress(1)
     finally:
+        claims.close()
         write_private(cache, json.dumps(cached, indent=1))
     return result
 

@@ -4,6 +4,8 @@
     up/state             {"version": n, "reported": {...}, "desired_version": m}   device -> hub
     down/command         {"id": "...", "name": "...", "args": {...}, "expires_at": t}  hub -> device
     up/event/command     {"id": "...", "ok": true, "result": {...}} or {"ok": false, "error": "..."}
+    up/csr               {"csr": "-----BEGIN CERTIFICATE REQUEST-----..."}   device -> hub
+    down/certificate     {"certificate": "-----BEGIN CERTIFICATE-----..."} or {"error": "..."}
 
 Every message is a JSON object within :data:`MAX_MESSAGE_BYTES`; anything else raises DecodeError.
 """
@@ -19,6 +21,10 @@ DESIRED = "desired"
 STATE = "state"
 COMMAND = "command"
 COMMAND_RESULT = "event/command"
+CSR = "csr"
+CERTIFICATE = "certificate"
+#: a PEM CSR or certificate fits easily
+MAX_PEM = 8 * 1024
 
 
 def _object(payload: bytes) -> dict[str, Any]:
@@ -141,3 +147,37 @@ class CommandResult:
         if error is not None and not isinstance(error, str):
             raise DecodeError("error must be a string", reason="field")
         return cls(_text(document, "id"), ok, _dict(document, "result"), error and error[:1000])
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """A device asks for a new certificate over a key it just made (its private key stays)."""
+
+    csr: str
+
+    def encode(self) -> bytes:
+        return _encode({"csr": self.csr})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "Renewal":
+        return cls(_text(_object(payload), "csr", MAX_PEM))
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """The hub's answer to a :class:`Renewal`: the new certificate, or why there is none."""
+
+    certificate: str | None
+    error: str | None = None
+
+    def encode(self) -> bytes:
+        if self.certificate is not None:
+            return _encode({"certificate": self.certificate})
+        return _encode({"error": self.error or "refused"})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "Certificate":
+        document = _object(payload)
+        if "certificate" in document:
+            return cls(_text(document, "certificate", MAX_PEM))
+        return cls(None, _text(document, "error", 500))

@@ -1,0 +1,166 @@
+"""Device identity at fleet scale: provisioning by claim, and the cost of mutual TLS.
+
+    python benchmarks/identity.py --json
+
+1. provisioning: ``fleetmind hub`` (embedded broker) gets an enrollment group; 1,000 devices are
+   claimed with the simulator's provisioning (each makes its key and CSR, presents the claim
+   token, receives its certificate). Baseline: the same number added through the API (the hub
+   makes the key pair).
+2. handshakes: the 1,000 claimed devices connect over mutual TLS (TLS 1.3, EC P-256) and stay
+   connected, against the embedded broker and against Mosquitto (with the hub's CA and CRL);
+   connections per second from the first attempt to the last CONNACK. Baseline: as many
+   password connections over plain TCP to the same broker.
+
+Prints one JSON object.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from fleetmind.agent.credentials import Credentials
+from fleetmind.devices import model
+from fleetmind.devices.ca import CertificateAuthority, write_file
+from fleetmind.sim.fleet import provision
+from fleetmind.sim.stack import free_port
+from fleetmind.transport.http import HubClient
+from fleetmind.transport.paho import AsyncClient
+
+CONCURRENCY = 64
+
+
+def start_hub(work: Path) -> tuple[subprocess.Popen[bytes], str, str, int]:
+    http, mqtt_port, tls_port = free_port(), free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fleetmind", "hub", "--data-dir", str(work / "hub"),
+         "--http-port", str(http), "--mqtt-port", str(mqtt_port), "--mqtt-tls-port", str(tls_port),
+         "--log-level", "WARNING"],
+        stdout=(work / "hub.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{http}"
+    deadline = time.monotonic() + 60
+    while not (work / "hub" / "admin.token").exists() or not _healthy(url):
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise SystemExit("the hub did not start; see hub.log")
+        time.sleep(0.2)
+    return process, url, (work / "hub" / "admin.token").read_text().strip(), mqtt_port
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def connect_all(devices: list[Credentials], port: int | None = None) -> float:
+    """Connections per second: every device connects (at most CONCURRENCY at once) and stays."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(CONCURRENCY))
+    window = asyncio.Semaphore(CONCURRENCY)
+    clients: list[AsyncClient] = []
+
+    async def one(device: Credentials) -> None:
+        async with window:
+            client = AsyncClient(
+                client_id=device.username, username=device.username, password=device.password,
+                tls=device.ssl_context(),
+            )  # fmt: skip
+            await client.connect(device.host, port or device.port)
+            clients.append(client)
+
+    started = time.monotonic()
+    await asyncio.gather(*(one(device) for device in devices))
+    seconds = time.monotonic() - started
+    for client in clients:
+        client.abort()
+    return len(devices) / seconds
+
+
+def mosquitto(
+    work: Path, ca: CertificateAuthority, plain: list[Credentials]
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    binary = shutil.which("mosquitto")
+    if binary is None:
+        raise SystemExit("this benchmark needs the mosquitto broker")
+    directory = work / "mosquitto"
+    directory.mkdir()
+    ca.server_files(directory, ["127.0.0.1"])
+    write_file(directory / "crl.pem", ca.revocation_list([]), 0o644)
+    hashes = {device.username: model.hash_secret(device.password) for device in plain}
+    (directory / "passwd").write_text(model.mosquitto_password_file(hashes))
+    (directory / "acl").write_text(model.mosquitto_acl_file())
+    port, tls_port = free_port(), free_port()
+    conf = model.mosquitto_config(str(directory), "127.0.0.1", port, tls_port)
+    conf += ("user root\n" if os.geteuid() == 0 else "") + "persistence false\n"
+    (directory / "mosquitto.conf").write_text(conf)
+    process = subprocess.Popen([binary, "-c", str(directory / "mosquitto.conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(1)
+    return process, port, tls_port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--devices", type=int, default=1000)
+    args = parser.parse_args()
+    count = args.devices
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        hub, url, token, mqtt_port = start_hub(work)
+        try:
+            with HubClient(url, token) as client:
+                group = client.request("POST", "/api/v1/enrollments", json={
+                    "name": "bench", "name_template": "{name}", "max_uses": count,
+                    "expires_in_s": 3600})  # fmt: skip
+                names = [f"claim-{n:05d}" for n in range(count)]
+                started = time.monotonic()
+                claimed = provision(client, names, work / "claimed.json",
+                                    claim_token=group["claim_token"])  # fmt: skip
+                claim_s = time.monotonic() - started
+                started = time.monotonic()
+                added = [client.add_device(f"api-{n:05d}") for n in range(count)]
+                add_s = time.monotonic() - started
+            plain = [
+                Credentials("127.0.0.1", mqtt_port, d["id"], d["mqtt"]["password"]) for d in added
+            ]
+            result = {
+                "devices": count,
+                "claim_s": round(claim_s, 2),
+                "claims_per_s": round(count / claim_s, 1),
+                "baseline_api_adds_per_s": round(count / add_s, 1),
+                "mtls_connects_per_s_embedded": round(asyncio.run(connect_all(claimed)), 1),
+                "baseline_plain_connects_per_s_embedded": round(asyncio.run(connect_all(plain)), 1),
+            }
+            ca = CertificateAuthority.open(work / "hub" / "ca")
+        finally:
+            hub.terminate()
+            hub.wait()
+        broker, port, tls_port = mosquitto(work, ca, plain)
+        try:
+            result["mtls_connects_per_s_mosquitto"] = round(
+                asyncio.run(connect_all(claimed, tls_port)), 1
+            )
+            via_plain = [Credentials("127.0.0.1", port, d.username, d.password) for d in plain]
+            result["baseline_plain_connects_per_s_mosquitto"] = round(
+                asyncio.run(connect_all(via_plain)), 1
+            )
+        finally:
+            broker.terminate()
+            broker.wait()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
