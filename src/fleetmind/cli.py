@@ -481,6 +481,13 @@ def _set_state(device_id: str, state: str, url: str | None, token: str | None) -
     out.print(f"{device['id']}: {device['state']}")
 
 
+@device_app.command("rotate-secret")
+def device_rotate_secret(device_id: str, url: Url = None, token: Token = None) -> None:
+    """Give a device a new MQTT secret (printed once); the old one stops working."""
+    with _hub(url, token) as client:
+        _print_json(client.request("POST", f"/api/v1/devices/{device_id}/secret"))
+
+
 @device_app.command("suspend")
 def device_suspend(device_id: str, url: Url = None, token: Token = None) -> None:
     """Refuse the device's connections until it is reactivated."""

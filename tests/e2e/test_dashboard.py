@@ -123,3 +123,34 @@ def test_twin_is_edited_on_the_device_page_and_stale_saves_are_refused(
         twin = api.get("/api/v1/devices/dash-0001/twin").json()
     assert twin["desired"]["settings"]["sample_hz"] == 2
     assert twin["desired_version"] == 2
+
+
+def test_roles_on_pages_and_the_audit_log(hub: RunningHub, browser: Browser, fleet: None) -> None:
+    with hub.api() as api:
+        created = api.post("/api/v1/users", json={"name": "vic", "role": "viewer",
+                                                   "password": "viewer passphrase"})  # fmt: skip
+        assert created.status_code == 201, created.text
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(f"{hub.url}/login")
+    page.get_by_label("User name").fill("vic")
+    page.get_by_label("Password").fill("wrong passphrase")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("Unknown user or wrong password.")).to_be_visible()
+    page.get_by_label("Password").fill("viewer passphrase")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{hub.url}/")
+    expect(page.get_by_text("vic (viewer)")).to_be_visible()
+    expect(page.get_by_role("link", name="Audit log")).to_have_count(0)
+    page.goto(f"{hub.url}/devices/dash-0002")
+    expect(page.get_by_role("button", name="Save desired")).to_be_disabled()
+    page.goto(f"{hub.url}/audit")
+    expect(page.get_by_text("The audit log is for admins.")).to_be_visible()
+
+    admin = browser.new_page(viewport={"width": 1400, "height": 1200})
+    sign_in(admin, hub)
+    admin.get_by_role("link", name="Audit log").click()
+    expect(admin).to_have_url(f"{hub.url}/audit")
+    rows = admin.locator("tbody tr")
+    expect(rows.filter(has_text="auth.login").filter(has_text="vic").first).to_be_visible()
+    expect(rows.filter(has_text="failure").first).to_be_visible()
+    assert "viewer passphrase" not in admin.content()

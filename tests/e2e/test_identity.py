@@ -4,7 +4,12 @@ with a key that never left it, and the lifecycle."""
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import RunningHub, stop, wait_until
 from fleetmind.devices import certificates
@@ -124,3 +129,30 @@ def test_a_device_renews_its_certificate_without_reflashing(
         stop(agent)
     assert [e["outcome"] for e in events] == ["failure", "success"]  # once per ten minutes
     assert "moments ago" in events[0]["detail"]
+
+
+def test_a_rotated_secret_replaces_the_old_one(hub: RunningHub) -> None:
+    added = json.loads(hub.cli("device", "add", "id-rotate").stdout)
+    old = added["mqtt"]["password"]
+    assert connects(added, old)
+    new = json.loads(hub.cli("device", "rotate-secret", "id-rotate").stdout)["password"]
+    assert new != old
+    assert not connects(added, old)
+    assert connects(added, new)
+    with hub.api() as api:
+        [event] = api.get("/api/v1/audit", params={"type": "device.secret"}).json()
+    assert event["detail"] == "id-rotate" and new not in json.dumps(event)
+
+
+def connects(device: dict[str, Any], password: str) -> bool:
+    mqtt_section = device["mqtt"]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"rotate-{time.time()}")
+    client.username_pw_set(device["id"], password)
+    result: list[object] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: result.append(reason)
+    client.connect(mqtt_section["host"], mqtt_section["port"])
+    client.loop_start()
+    wait_until(lambda: result, timeout=10)
+    client.loop_stop()
+    client.disconnect()
+    return not getattr(result[0], "is_failure", True)

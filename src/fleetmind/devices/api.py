@@ -166,6 +166,22 @@ def set_state(request: Request, principal: Operator, device_id: str, body: State
     return DeviceOut.of(device)
 
 
+class SecretOut(BaseModel):
+    #: the device's new MQTT password, shown this once
+    password: str
+
+
+@router.post("/{device_id}/secret")
+def rotate_secret(request: Request, principal: Operator, device_id: str) -> SecretOut:
+    """Give the device a new MQTT secret; the old one is refused from now on."""
+    try:
+        secret = _service(request).rotate_secret(device_id)
+    except InvalidDevice as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    record(request, "device.secret", principal.actor, detail=device_id)
+    return SecretOut(password=secret)
+
+
 @router.get("/{device_id}/certificates")
 def list_certificates(request: Request, _: Reader, device_id: str) -> list[CertificateOut]:
     try:

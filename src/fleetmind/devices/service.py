@@ -156,6 +156,16 @@ class DeviceService:
             )
         )
 
+    def rotate_secret(self, device_id: str) -> str:
+        """A new MQTT secret for the device (shown once); the old one stops working at once."""
+        if not self.may_connect(device_id):
+            raise InvalidDevice(f"device {device_id!r} may not connect")
+        secret = model.new_secret()
+        self._store.set_secret_hash(device_id, model.hash_secret(secret))
+        log.info("device %s: secret rotated", device_id)
+        self._credentials_changed()
+        return secret
+
     def renew(self, device_id: str, csr: bytes) -> Issued:
         """A new certificate for an active device over the key of ``csr`` (the device asked over
         its own authenticated connection). One renewal per ``RENEWAL_INTERVAL``; the previous
