@@ -344,3 +344,28 @@ def test_repeated_mqtt_auth_failures_lock_the_username(broker: Broker) -> None:
     events = AuditService(AuditStore(engine)).query(AuditQuery(type_prefix="mqtt."))
     assert events[0].type == "mqtt.lockout" and events[0].actor == "d1"
     assert len([e for e in events if e.type == "mqtt.auth"]) == RegistryAuthPlugin.MAX_FAILURES - 1
+
+
+def test_a_connected_device_that_is_suspended_is_cut_off(broker: Broker) -> None:
+    """The embedded broker drops the connection; Mosquitto keeps it open but, with the ACL it
+    rereads, lets nothing through any more."""
+    hub = Client(broker.port, "_hub", HUB_SECRET)
+    hub.subscribe("fm/v1/d/+/up/#")
+    device = Client(broker.tls_port, None, None, _context(broker.tls["d2"]))
+    assert device.ok
+    device.publish("fm/v1/d/d2/up/telemetry", b"before")
+    assert hub.drain(until=b"before")[-1] == ("fm/v1/d/d2/up/telemetry", b"before")
+    broker.devices.set_state("d2", DeviceState.SUSPENDED)
+    broker.credentials_changed()
+    if broker.kind == "amqtt":
+        assert device.lost(timeout=SWEEP_S * 3)
+    else:
+        with contextlib.suppress(RuntimeError, ValueError):  # a broker may drop it instead
+            device.publish("fm/v1/d/d2/up/telemetry", b"after")
+        d1 = Client(broker.port, "d1", broker.secrets["d1"])
+        d1.publish("fm/v1/d/d1/up/telemetry", b"marker")
+        seen = hub.drain(until=b"marker")
+        assert (("fm/v1/d/d2/up/telemetry", b"after")) not in seen
+        d1.close()
+    device.close()
+    hub.close()

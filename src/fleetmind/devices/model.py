@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -138,11 +139,17 @@ def mosquitto_password_file(entries: dict[str, str]) -> str:
     return "".join(f"{username}:{hashed}\n" for username, hashed in sorted(entries.items()))
 
 
-def mosquitto_acl_file() -> str:
-    """Mosquitto ``acl_file`` equivalent to :func:`is_allowed` (``%u`` is the username)."""
+def mosquitto_acl_file(cut_off: Iterable[str] = ()) -> str:
+    """Mosquitto ``acl_file`` equivalent to :func:`is_allowed` (``%u`` is the username).
+
+    Devices in ``cut_off`` (suspended, decommissioned, deleted) are denied every topic: Mosquitto
+    rereads the file on SIGHUP and checks each message, so a device already connected can no
+    longer send or receive anything (its next connection is refused by passwd and CRL)."""
     root = topics.ROOT
+    denied = "".join(f"user {device}\ntopic deny #\n\n" for device in sorted(cut_off))
     return (
         "# Written by FleetMind: devices publish under their own up/, read their own down/.\n"
+        f"{denied}"
         f"user {HUB_USERNAME}\n"
         f"topic read {root}/d/+/up/#\n"
         f"topic write {root}/d/+/down/#\n"

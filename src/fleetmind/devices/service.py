@@ -227,6 +227,14 @@ class DeviceService:
             if item.revoked_at is not None or states.get(item.device_id) is not DeviceState.ACTIVE
         ]
 
+    def cut_off(self) -> set[str]:
+        """Devices that may not connect now and that the hub knows of: registered but not
+        active, or deleted but holding a certificate."""
+        states = {device.id: device.state for device in self._store.list()}
+        inactive = {name for name, state in states.items() if state is not DeviceState.ACTIVE}
+        gone = {item.device_id for item in self._store.certificates()} - states.keys()
+        return inactive | gone
+
     def may_connect(self, device_id: str, serial: str | None = None) -> bool:
         """True for an active device (and, with ``serial``, a certificate of its, not revoked)."""
         try:
@@ -289,7 +297,7 @@ def write_mosquitto_files(directory: Path, devices: DeviceService, hub_secret_ha
     directory.mkdir(parents=True, exist_ok=True)
     entries = devices.secret_hashes() | {model.HUB_USERNAME: hub_secret_hash}
     _replace(directory / "passwd", model.mosquitto_password_file(entries))
-    _replace(directory / "acl", model.mosquitto_acl_file())
+    _replace(directory / "acl", model.mosquitto_acl_file(devices.cut_off()))
     if devices.ca is not None:
         _replace(directory / "crl.pem", devices.ca.revocation_list(devices.revocations()).decode())
 
