@@ -146,8 +146,12 @@ def test_roles_on_pages_and_the_audit_log(hub: RunningHub, browser: Browser, fle
     page.goto(f"{hub.url}/audit")
     expect(page.get_by_text("The audit log is for admins.")).to_be_visible()
 
+    with hub.api() as api:
+        assert api.post("/api/v1/devices", json={"name": "dash-idle"}).status_code == 201
+        assert api.put("/api/v1/devices/dash-idle/state", json={"state": "suspended"}).is_success
     admin = browser.new_page(viewport={"width": 1400, "height": 1200})
     sign_in(admin, hub)
+    expect(admin.locator("tr", has_text="dash-idle")).to_contain_text("suspended")
     admin.get_by_role("link", name="Audit log").click()
     expect(admin).to_have_url(f"{hub.url}/audit")
     rows = admin.locator("tbody tr")

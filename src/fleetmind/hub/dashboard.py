@@ -20,6 +20,7 @@ from fleetmind.audit.model import AuditQuery, Outcome
 from fleetmind.auth.errors import InvalidCredentials, LockedOut
 from fleetmind.auth.model import Principal, Scope
 from fleetmind.devices.errors import DeviceNotFound
+from fleetmind.devices.model import Device, DeviceState
 from fleetmind.hub.runtime import Hub
 from fleetmind.telemetry.model import Aggregation, Latest, Query
 from fleetmind.twins.errors import TwinError
@@ -41,6 +42,13 @@ def _format_value(item: Latest) -> str:
 def _battery(latest: list[Latest]) -> str:
     level = next((x.value for x in latest if x.metric == f"{HEALTH}battery_pct"), None)
     return "mains" if not isinstance(level, float) else f"{level:.0f} %"
+
+
+def _status(device: Device) -> str:
+    """Connectivity, or the lifecycle state when the device may not connect."""
+    if device.state is not DeviceState.ACTIVE:
+        return device.state.value
+    return "online" if device.online else "offline"
 
 
 def _bytes_saved(latest: list[Latest]) -> str:
@@ -173,7 +181,7 @@ def mount(app: FastAPI, hub: Hub) -> None:
                 {
                     "id": device.id,
                     "name": device.name,
-                    "status": "online" if device.online else "offline",
+                    "status": _status(device),
                     "last_seen": _ago(device.last_seen),
                     "battery": _battery(latest.get(device.id, [])),
                     "saved": _bytes_saved(latest.get(device.id, [])),
@@ -286,9 +294,7 @@ def mount(app: FastAPI, hub: Hub) -> None:
         def refresh() -> None:
             reported()
             current = hub.devices.get(device_id)
-            state.text = (
-                f"{'online' if current.online else 'offline'}, last seen {_ago(current.last_seen)}"
-            )
+            state.text = f"{_status(current)}, last seen {_ago(current.last_seen)}"
             end = datetime.now(UTC)
             latest = hub.telemetry.latest().get(device_id, [])
             health_grid.clear()
