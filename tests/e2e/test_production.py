@@ -59,6 +59,20 @@ def test_a_device_gets_only_a_certificate_and_its_data_arrives(
         stop(agent)
 
 
+def test_a_mosquitto_that_allows_anonymous_clients_is_refused(tmp_path: Path) -> None:
+    broker = tmp_path / "broker"
+    broker.mkdir()
+    (broker / "mosquitto.conf").write_text("listener 8883\nallow_anonymous true  # for testing\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "fleetmind", "hub", "--production", "--data-dir", str(tmp_path),
+         "--broker-url", "mqtts://127.0.0.1:8883", "--mqtt-tls-port", "8883",
+         "--mosquitto-dir", str(broker), "--http-port", str(free_port())],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "refuses anonymous MQTT" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

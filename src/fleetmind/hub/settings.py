@@ -90,6 +90,9 @@ class Settings(BaseSettings):
             raise SettingsError("production needs --mqtt-tls-port: the broker's mutual-TLS port")
         if self.mqtt_port is not None:
             raise SettingsError("production has no plaintext MQTT listener: drop --mqtt-port")
+        conf = self.mosquitto_dir / "mosquitto.conf" if self.mosquitto_dir else None
+        if conf is not None and conf.is_file() and _allows_anonymous(conf.read_text()):
+            raise SettingsError(f"production refuses anonymous MQTT: {conf} allows it")
 
     @property
     def embedded_broker(self) -> bool:
@@ -102,6 +105,15 @@ class Settings(BaseSettings):
     @property
     def telemetry_path(self) -> Path:
         return self.data_dir / "telemetry.duckdb"
+
+
+def _allows_anonymous(conf: str) -> bool:
+    """True if a mosquitto.conf lets clients in without credentials."""
+    for line in conf.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words[:1] == ["allow_anonymous"] and words[1:2] == ["true"]:
+            return True
+    return False
 
 
 def port_is_free(host: str, port: int) -> bool:
