@@ -89,11 +89,14 @@ class RunningHub:
             stats: dict[str, object] = client.get("/api/v1/stats/ingest").json()
             return stats
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = os.environ | {"FLEETMIND_URL": self.url, "FLEETMIND_TOKEN": self.token}
+    def cli(
+        self, *args: str, check: bool = True, stdin: str = "", token: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = os.environ | {"FLEETMIND_URL": self.url, "FLEETMIND_TOKEN": token or self.token}
         return subprocess.run(
             [sys.executable, "-m", "fleetmind", *args],
             env=env,
+            input=stdin,
             capture_output=True,
             text=True,
             check=check,

@@ -33,7 +33,13 @@ app = typer.Typer(
 )
 device_app = typer.Typer(help="Manage the device registry.", no_args_is_help=True)
 telemetry_app = typer.Typer(help="Read telemetry.", no_args_is_help=True)
+people_app = typer.Typer(help="People: users and their roles.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens: scoped, optionally expiring.", no_args_is_help=True)
+enrollment_app = typer.Typer(help="Enrollment groups: provisioning by claim.", no_args_is_help=True)
 app.add_typer(device_app, name="device")
+app.add_typer(people_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(enrollment_app, name="enrollment")
 app.add_typer(telemetry_app, name="telemetry")
 
 out = Console()
@@ -578,6 +584,114 @@ def telemetry_query(
     table = Table("time", metric, title=f"{device_id} {metric}")
     for point in series["points"]:
         table.add_row(point["time"], str(point["value"]))
+    out.print(table)
+
+
+def _seconds(text: str) -> int:
+    from fleetmind.telemetry.errors import InvalidQuery
+    from fleetmind.telemetry.model import parse_duration
+
+    try:
+        return int(parse_duration(text).total_seconds())
+    except InvalidQuery as exc:
+        _fail(str(exc))
+
+
+# -- people, tokens, enrollment groups, the audit log ----------------------------------------
+
+
+@people_app.command("add")
+def user_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Add a user; the password is read from the terminal (or one line of stdin)."""
+    password = (
+        typer.prompt("Password (12 characters or more)", hide_input=True, confirmation_prompt=True)
+        if sys.stdin.isatty()
+        else sys.stdin.readline().rstrip("\n")
+    )
+    with _hub(url, token) as client:
+        body = {"name": name, "role": role, "password": password}
+        user = client.request("POST", "/api/v1/users", json=body)
+    out.print(f"{user['name']}: {user['role']}")
+
+
+@people_app.command("list")
+def user_list(url: Url = None, token: Token = None) -> None:
+    """Users with their roles."""
+    with _hub(url, token) as client:
+        _print_json(client.request("GET", "/api/v1/users"))
+
+
+@people_app.command("role")
+def user_role(name: str, role: str, url: Url = None, token: Token = None) -> None:
+    """Change a user's role; their tokens narrow or widen at once."""
+    with _hub(url, token) as client:
+        user = client.request("PATCH", f"/api/v1/users/{name}", json={"role": role})
+    out.print(f"{user['name']}: {user['role']}")
+
+
+@token_app.command("create")
+def token_create(
+    name: str,
+    scope: Annotated[list[str], typer.Option(help="read, operate or admin; repeat for more.")],
+    expires_in: Annotated[
+        str | None, typer.Option(help="Lifetime, e.g. 12h or 30d (default: none).")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="Whose token (admins only).")] = None,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Create an API token; prints it (only now) as JSON."""
+    body: dict[str, Any] = {"name": name, "scopes": scope, "user": user}
+    if expires_in is not None:
+        body["expires_in_s"] = _seconds(expires_in)
+    with _hub(url, token) as client:
+        _print_json(client.request("POST", "/api/v1/tokens", json=body))
+
+
+@enrollment_app.command("create")
+def enrollment_create(
+    name: str,
+    template: Annotated[str, typer.Option(help="Device names, with {n} or {name}.")],
+    max_uses: Annotated[int, typer.Option(min=1, help="How many devices may claim.")],
+    expires_in: Annotated[str, typer.Option(help="e.g. 7d.")] = "7d",
+    tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeat for more.")] = None,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Create an enrollment group; prints its claim token (only now) as JSON."""
+    tags = dict(item.split("=", 1) for item in tag or [] if "=" in item)
+    body = {"name": name, "name_template": template, "max_uses": max_uses,
+            "expires_in_s": _seconds(expires_in), "tags": tags}  # fmt: skip
+    with _hub(url, token) as client:
+        _print_json(client.request("POST", "/api/v1/enrollments", json=body))
+
+
+@app.command("audit")
+def audit(
+    kind: Annotated[str | None, typer.Option("--type", help="A type or its prefix.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    url: Url = None,
+    token: Token = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The audit log, newest first (admins)."""
+    params: dict[str, Any] = {"limit": limit} | ({"type": kind} if kind else {})
+    with _hub(url, token) as client:
+        events = client.request("GET", "/api/v1/audit", params=params)
+    if as_json:
+        _print_json(events)
+        return
+    from rich.table import Table
+
+    table = Table("time", "type", "outcome", "actor", "source", "detail")
+    for event in events:
+        table.add_row(event["at"], event["type"], event["outcome"], event["actor"],
+                      event["source"], event["detail"])  # fmt: skip
     out.print(table)
 
 

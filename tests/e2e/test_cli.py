@@ -81,3 +81,23 @@ def test_agent_command_sends_telemetry(hub: RunningHub, tmp_path: Path) -> None:
         agent.terminate()
         agent.wait(timeout=30)
     assert b"Traceback" not in (agent.stderr.read() if agent.stderr else b"")
+
+
+def test_people_tokens_enrollments_and_the_audit_log(hub: RunningHub) -> None:
+    added = hub.cli("user", "add", "cli-ana", "--role", "viewer", stdin="a long passphrase\n")
+    assert "cli-ana: viewer" in added.stdout
+    assert "cli-ana" in {u["name"] for u in json.loads(hub.cli("user", "list").stdout)}
+    made = json.loads(hub.cli("token", "create", "ci", "--scope", "read", "--expires-in", "1d",
+                              "--user", "cli-ana").stdout)  # fmt: skip
+    assert made["scopes"] == ["read"] and made["expires_at"]
+    assert hub.cli("device", "list", "--json", token=made["token"]).returncode == 0
+    refused = hub.cli("device", "add", "nope", token=made["token"], check=False)
+    assert refused.returncode == 1 and "403" in refused.stderr
+    assert "cli-ana: operator" in hub.cli("user", "role", "cli-ana", "operator").stdout
+
+    group = json.loads(hub.cli("enrollment", "create", "cli-group", "--template", "cli-{n}",
+                               "--max-uses", "3", "--tag", "site=a").stdout)  # fmt: skip
+    assert group["claim_token"].startswith("fmc_") and group["tags"] == {"site": "a"}
+    events = json.loads(hub.cli("audit", "--type", "user.", "--json").stdout)
+    assert [e["type"] for e in events[:2]] == ["user.role", "user.create"]
+    assert "a long passphrase" not in hub.cli("audit").stdout
