@@ -143,6 +143,7 @@ def test_roles_on_pages_and_the_audit_log(hub: RunningHub, browser: Browser, fle
     expect(page.get_by_role("link", name="Audit log")).to_have_count(0)
     page.goto(f"{hub.url}/devices/dash-0002")
     expect(page.get_by_role("button", name="Save desired")).to_be_disabled()
+    expect(page.get_by_role("button", name="Suspend")).to_be_disabled()
     page.goto(f"{hub.url}/audit")
     expect(page.get_by_text("The audit log is for admins.")).to_be_visible()
 
@@ -157,4 +158,12 @@ def test_roles_on_pages_and_the_audit_log(hub: RunningHub, browser: Browser, fle
     rows = admin.locator("tbody tr")
     expect(rows.filter(has_text="auth.login").filter(has_text="vic").first).to_be_visible()
     expect(rows.filter(has_text="failure").first).to_be_visible()
+
+    admin.goto(f"{hub.url}/devices/dash-idle")
+    expect(admin.get_by_text("suspended, last seen")).to_be_visible()
+    certificates = admin.locator("table", has_text="Valid until").locator("tbody tr")
+    expect(certificates).to_have_count(1)
+    admin.get_by_role("button", name="Reactivate").click()
+    expect(admin.get_by_text("dash-idle is active.")).to_be_visible()
+    expect(admin.get_by_text("offline, last seen")).to_be_visible(timeout=10_000)
     assert "viewer passphrase" not in admin.content()

@@ -19,7 +19,7 @@ from nicegui import storage, ui
 from fleetmind.audit.model import AuditQuery, Outcome
 from fleetmind.auth.errors import InvalidCredentials, LockedOut
 from fleetmind.auth.model import Principal, Scope
-from fleetmind.devices.errors import DeviceNotFound
+from fleetmind.devices.errors import DeviceError, DeviceNotFound
 from fleetmind.devices.model import Device, DeviceState
 from fleetmind.hub.runtime import Hub
 from fleetmind.telemetry.model import Aggregation, Latest, Query
@@ -201,6 +201,49 @@ def mount(app: FastAPI, hub: Hub) -> None:
         ui.timer(REFRESH_S, refresh)
         return None
 
+    def lifecycle(device_id: str, *, enabled: bool) -> None:
+        """Suspend, reactivate, decommission (operators; audited like the API)."""
+
+        def to(state: DeviceState) -> None:
+            who = principal()
+            if who is None or not who.allows(Scope.OPERATE):
+                ui.notify("Your role may not change devices.", type="negative")
+                return
+            try:
+                hub.devices.set_state(device_id, state)
+            except DeviceError as exc:
+                ui.notify(str(exc), type="negative")
+                return
+            detail = f"{device_id} is {state}"
+            hub.audit.record("device.state", actor=who.actor, source="dashboard", detail=detail)
+            ui.notify(f"{device_id} is {state}.", type="positive")
+
+        for label, state in (
+            ("Suspend", DeviceState.SUSPENDED),
+            ("Reactivate", DeviceState.ACTIVE),
+            ("Decommission", DeviceState.DECOMMISSIONED),
+        ):
+            button = ui.button(label, on_click=lambda _, s=state: to(s)).props("flat dense")
+            button.set_enabled(enabled)
+
+    def certificate_table(device_id: str) -> None:
+        ui.label("Certificates").classes("text-h6")
+        columns: list[dict[str, Any]] = [
+            {"name": name, "label": label, "field": name, "align": "left"}
+            for name, label in (
+                ("serial", "Serial"), ("not_after", "Valid until"), ("revoked_at", "Revoked"),
+            )
+        ]  # fmt: skip
+        rows = [
+            {
+                "serial": item.serial,
+                "not_after": item.not_after.strftime("%Y-%m-%d"),
+                "revoked_at": item.revoked_at.strftime("%Y-%m-%d %H:%M") if item.revoked_at else "",
+            }
+            for item in hub.devices.certificates(device_id)
+        ]
+        ui.table(columns=columns, rows=rows, row_key="serial").classes("w-full")
+
     def twin_editor(device_id: str, *, editable: bool) -> Callable[[], None]:
         """The twin: desired editable (saved as a merge patch against the version it shows,
         so a concurrent change is refused, not overwritten), reported read-only. Returns the
@@ -282,14 +325,18 @@ def mount(app: FastAPI, hub: Hub) -> None:
             return None
         title = device.id if device.name == device.id else f"{device.name} ({device.id})"
         ui.label(title).classes("text-h5")
-        state = ui.label()
+        who = principal()
+        operator = who is not None and who.allows(Scope.OPERATE)
+        with ui.row().classes("items-center"):
+            state = ui.label()
+            lifecycle(device_id, enabled=operator)
         empty = ui.label("No telemetry in the last hour yet.")
         grid = ui.grid(columns=2).classes("w-full")
         ui.label("Health").classes("text-h6")
         health_grid = ui.grid(columns=4).classes("w-full")
         charts: dict[str, ui.echart] = {}
-        who = principal()
-        reported = twin_editor(device_id, editable=who is not None and who.allows(Scope.OPERATE))
+        reported = twin_editor(device_id, editable=operator)
+        certificate_table(device_id)
 
         def refresh() -> None:
             reported()
