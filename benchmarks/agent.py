@@ -33,10 +33,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleetmind.agent.agent import OUTBOX_FILE
-from fleetmind.agent.credentials import Credentials, write_private
+from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Outbox
 from fleetmind.agent.uplink import Uplink
 from fleetmind.devices import model
+from fleetmind.devices.files import write_file
 from fleetmind.sim.stack import free_port
 from fleetmind.transport.paho import AsyncClient
 from fleetmind.wire import senml, topics
@@ -149,7 +150,7 @@ def bare_python() -> tuple[float, float]:
 
 def agent_run(broker: Broker, work: Path, steady_s: float) -> dict[str, float]:
     credentials = work / "bench.json"
-    write_private(credentials, json.dumps(broker.device.document()))
+    write_file(credentials, json.dumps(broker.device.document()))
     state = work / "agent"
     watcher = FirstPack(broker)
     started = time.monotonic()

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from fleetmind.agent.credentials import Credentials
 from fleetmind.devices import model
-from fleetmind.devices.ca import CertificateAuthority, write_file
+from fleetmind.devices.ca import CertificateAuthority
+from fleetmind.devices.files import write_file
 from fleetmind.sim.fleet import provision
 from fleetmind.sim.stack import free_port
 from fleetmind.transport.http import HubClient

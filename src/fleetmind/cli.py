@@ -17,8 +17,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fleetmind.agent.credentials import Credentials, write_private
+from fleetmind.agent.credentials import Credentials
 from fleetmind.devices.errors import DeviceError
+from fleetmind.devices.files import write_file
 from fleetmind.transport.errors import HubError
 
 if TYPE_CHECKING:  # the agent command stays light: the HTTP client and tables load on demand
@@ -278,7 +279,7 @@ def _claim(hub: str, token: str, name: str | None, identity: Path) -> Credential
     from fleetmind.devices.client import claim, default_name
 
     document = claim(hub, token, name or default_name())
-    write_private(identity, json.dumps(document))
+    write_file(identity, json.dumps(document))
     out.print(f"claimed the identity {document['id']} (kept in {identity})")
     return Credentials.from_device(document)
 

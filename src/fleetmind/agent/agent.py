@@ -18,7 +18,7 @@ from typing import Any
 
 from fleetmind.agent import health
 from fleetmind.agent.backoff import Backoff
-from fleetmind.agent.credentials import Credentials, write_private
+from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Outbox, OutboxLimits
 from fleetmind.agent.pipeline import SensorPipeline, SettingsError
 from fleetmind.agent.power import STRETCH, PowerMode, SimulatedBattery, mode_for
@@ -33,6 +33,7 @@ from fleetmind.agent.uplink import Uplink
 from fleetmind.commands.client import CommandHandlers
 from fleetmind.devices import certificates
 from fleetmind.devices.errors import CertificateError
+from fleetmind.devices.files import write_file
 from fleetmind.transport.paho import TransportError
 from fleetmind.twins.client import TwinClient
 from fleetmind.wire import messages, senml, topics
@@ -286,7 +287,7 @@ class Agent:
             private_key=certificates.key_pem(key).decode(),
         )
         if self.config.state_dir is not None:
-            write_private(self.config.state_dir / IDENTITY_FILE, json.dumps(renewed.document()))
+            write_file(self.config.state_dir / IDENTITY_FILE, json.dumps(renewed.document()))
         self.uplink.replace_credentials(renewed)
         self._note(f"certificate renewed, serial {certificates.serial_hex(new)}")
 
@@ -350,7 +351,7 @@ class Agent:
         self._settings_document = document
         if self.config.state_dir is not None:
             record = {"version": self.twin.applied_version + 1, "desired": desired}
-            write_private(self.config.state_dir / TWIN_FILE, json.dumps(record))
+            write_file(self.config.state_dir / TWIN_FILE, json.dumps(record))
         return {"settings": document, "error": None}
 
     def _restore_twin(self) -> None:

@@ -6,12 +6,13 @@ certificate is its identity; otherwise it uses the password.
 """
 
 import json
-import os
 import ssl
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from fleetmind.devices.files import write_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +79,6 @@ class Credentials:
         # the ssl module loads a key only from a file: a private one, gone once loaded
         with tempfile.TemporaryDirectory(prefix="fleetmind-") as directory:
             chain = Path(directory) / "device.pem"
-            write_private(chain, f"{self.certificate}\n{self.private_key}")
+            write_file(chain, f"{self.certificate}\n{self.private_key}")
             context.load_cert_chain(chain)
         return context
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``, readable by its owner only (mode 0600) from the start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
-    temporary.replace(path)

@@ -5,9 +5,7 @@ or is supplied by the operator (``--ca-cert``/``--ca-key``). A key file that oth
 refused: the hub will not sign with a key it cannot keep secret.
 """
 
-import os
 import stat
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -18,20 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from fleetmind.devices import certificates
 from fleetmind.devices.certificates import Issued, PrivateKey
 from fleetmind.devices.errors import CertificateError
-
-
-def write_file(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` atomically with ``data``, created with ``mode`` from the start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, mode)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+from fleetmind.devices.files import write_file
 
 
 def _private_key(path: Path) -> PrivateKey:

@@ -1,8 +1,6 @@
 """Registry use cases on the hub: add, list, get, delete devices; connectivity; broker files."""
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +18,7 @@ from fleetmind.devices.errors import (
     DeviceNotFound,
     InvalidDevice,
 )
+from fleetmind.devices.files import write_file
 from fleetmind.devices.model import Device, DeviceCertificate, DeviceState
 from fleetmind.devices.store import DeviceStore, EnrollmentStore
 from fleetmind.wire import topics
@@ -296,15 +295,8 @@ def write_mosquitto_files(directory: Path, devices: DeviceService, hub_secret_ha
     """
     directory.mkdir(parents=True, exist_ok=True)
     entries = devices.secret_hashes() | {model.HUB_USERNAME: hub_secret_hash}
-    _replace(directory / "passwd", model.mosquitto_password_file(entries))
-    _replace(directory / "acl", model.mosquitto_acl_file(devices.cut_off()))
+    write_file(directory / "passwd", model.mosquitto_password_file(entries), 0o640)
+    write_file(directory / "acl", model.mosquitto_acl_file(devices.cut_off()), 0o640)
     if devices.ca is not None:
-        _replace(directory / "crl.pem", devices.ca.revocation_list(devices.revocations()).decode())
-
-
-def _replace(path: Path, text: str) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
-    Path(temporary).chmod(0o640)
-    Path(temporary).replace(path)
+        crl = devices.ca.revocation_list(devices.revocations())
+        write_file(directory / "crl.pem", crl, 0o640)

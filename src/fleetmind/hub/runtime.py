@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleetmind.agent.credentials import write_private
 from fleetmind.audit.service import AuditService
 from fleetmind.audit.store import AuditStore
 from fleetmind.auth.service import AuthService
@@ -18,6 +17,7 @@ from fleetmind.commands.service import CommandService
 from fleetmind.commands.store import CommandStore
 from fleetmind.devices import model
 from fleetmind.devices.ca import CertificateAuthority
+from fleetmind.devices.files import write_file
 from fleetmind.devices.service import DeviceService, write_mosquitto_files
 from fleetmind.devices.store import DeviceStore, EnrollmentStore
 from fleetmind.hub.broker import EmbeddedBroker, TlsListener
@@ -54,7 +54,7 @@ def read_or_create_secret(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     secret = model.new_secret()
-    write_private(path, secret + "\n")
+    write_file(path, secret + "\n")
     return secret
 
 
@@ -147,7 +147,7 @@ class Hub:
         """Create the admin token on first start, start the broker, subscribe to the fleet."""
         self.admin_token = self.auth.ensure_admin()
         if self.admin_token is not None:
-            write_private(self.settings.data_dir / ADMIN_TOKEN_FILE, self.admin_token + "\n")
+            write_file(self.settings.data_dir / ADMIN_TOKEN_FILE, self.admin_token + "\n")
         address = self.broker_address
         if self.settings.embedded_broker:
             assert self.mqtt.tls_port is not None  # noqa: S101 - chosen for the embedded broker

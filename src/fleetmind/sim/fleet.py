@@ -15,11 +15,12 @@ from pathlib import Path
 import httpx
 
 from fleetmind.agent.agent import Agent, AgentConfig
-from fleetmind.agent.credentials import Credentials, write_private
+from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.power import SimulatedBattery
 from fleetmind.agent.sensors import AnomalyPlan
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.devices.client import claim
+from fleetmind.devices.files import write_file
 from fleetmind.transport.errors import HubError
 from fleetmind.transport.http import HubClient
 
@@ -95,7 +96,7 @@ def provision(
             progress(1)
     finally:
         claims.close()
-        write_private(cache, json.dumps(cached, indent=1))
+        write_file(cache, json.dumps(cached, indent=1))
     return result
 
 
