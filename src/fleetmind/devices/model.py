@@ -59,6 +59,21 @@ class DeviceCertificate:
     revoked_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Who may be connected: the active devices, and the valid (unrevoked) certificates with
+    their devices. The one rule for a connection, from a snapshot of the registry."""
+
+    active: frozenset[str]
+    certificates: dict[str, str] = field(default_factory=dict)
+
+    def allows(self, device_id: str, serial: str | None = None) -> bool:
+        """An active device; with ``serial``, also a valid certificate of that device."""
+        if device_id not in self.active:
+            return False
+        return serial is None or self.certificates.get(serial) == device_id
+
+
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
 

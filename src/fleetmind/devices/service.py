@@ -235,17 +235,22 @@ class DeviceService:
         return inactive | gone
 
     def may_connect(self, device_id: str, serial: str | None = None) -> bool:
-        """True for an active device (and, with ``serial``, a certificate of its, not revoked)."""
+        """True for an active device (and, with ``serial``, a certificate of its, not revoked);
+        reads only that device and certificate."""
         try:
             device = self._store.get(device_id)
         except DeviceNotFound:
             return False
-        if device.state is not DeviceState.ACTIVE:
-            return False
-        if serial is None:
-            return True
-        item = self._store.certificate(serial)
-        return item is not None and item.device_id == device_id and item.revoked_at is None
+        item = self._store.certificate(serial) if serial is not None else None
+        valid = {item.serial: item.device_id} if item and item.revoked_at is None else {}
+        active = frozenset({device.id} if device.state is DeviceState.ACTIVE else ())
+        return model.Admission(active, valid).allows(device_id, serial)
+
+    def admission(self) -> model.Admission:
+        """Who may be connected now, for checking many connections at once (two queries)."""
+        active = frozenset(d.id for d in self._store.list() if d.state is DeviceState.ACTIVE)
+        valid = {c.serial: c.device_id for c in self._store.certificates() if c.revoked_at is None}
+        return model.Admission(active, valid)
 
     def get(self, device_id: str) -> Device:
         return self._store.get(device_id)

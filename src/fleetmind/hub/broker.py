@@ -188,14 +188,15 @@ class RoutingBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         return context
 
     async def drop_disallowed(self, devices: DeviceService) -> int:
-        """Close the connections of devices that may no longer connect; how many were closed."""
+        """Close the connections of devices that may no longer connect; how many were closed.
+        One snapshot of the registry serves every connection."""
+        admission = await asyncio.to_thread(devices.admission)
         dropped = 0
         for session, handler in list(self._sessions.values()):
             username = session.username
             if username in (None, model.HUB_USERNAME) or session.transitions.state != "connected":
                 continue
-            serial = getattr(session, "certificate_serial", None)
-            if await asyncio.to_thread(devices.may_connect, username, serial):
+            if admission.allows(username, getattr(session, "certificate_serial", None)):
                 continue
             writer: WriterAdapter | None = getattr(handler, "writer", None)
             if writer is not None:
