@@ -1,11 +1,10 @@
 """The audit log in the registry database (append-only from the hub's side)."""
 
-from datetime import UTC, datetime
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
 from fleetmind.audit.model import AuditEvent, AuditQuery, Outcome
+from fleetmind.sqltime import UtcDateTime
 
 metadata = sa.MetaData()
 
@@ -14,7 +13,7 @@ audit = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("type", sa.String(64), nullable=False, index=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("at", UtcDateTime(), nullable=False, index=True),
     sa.Column("actor", sa.String(200), nullable=False),
     sa.Column("source", sa.String(100), nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
@@ -23,10 +22,9 @@ audit = sa.Table(
 
 
 def _event(row: RowMapping) -> AuditEvent:
-    at: datetime = row["at"]
     return AuditEvent(
         type=row["type"],
-        at=at if at.tzinfo else at.replace(tzinfo=UTC),
+        at=row["at"],
         actor=row["actor"],
         source=row["source"],
         outcome=Outcome(row["outcome"]),

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, Row
 
 from fleetmind.auth.model import Role, Scope, Token, User
+from fleetmind.sqltime import UtcDateTime
 
 metadata = sa.MetaData()
 
@@ -15,9 +16,9 @@ users = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("password_hash", sa.String(200)),
     sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("failed_logins", sa.Integer, nullable=False, default=0),
-    sa.Column("locked_until", sa.DateTime(timezone=True)),
+    sa.Column("locked_until", UtcDateTime()),
 )
 
 api_tokens = sa.Table(
@@ -26,15 +27,11 @@ api_tokens = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("user_name", sa.String(64), nullable=False),
     sa.Column("scopes", sa.String(100), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("expires_at", UtcDateTime()),
 )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _token(row: Row[tuple[object, ...]]) -> Token:
@@ -42,10 +39,10 @@ def _token(row: Row[tuple[object, ...]]) -> Token:
     return Token(
         id=mapping["id"],
         name=mapping["name"],
-        created_at=_utc(mapping["created_at"]) or datetime.now(UTC),
+        created_at=mapping["created_at"],
         user=mapping["user_name"],
         scopes=frozenset(Scope(s) for s in str(mapping["scopes"]).split()),
-        expires_at=_utc(mapping["expires_at"]),
+        expires_at=mapping["expires_at"],
     )
 
 
@@ -54,9 +51,9 @@ def _user(row: Row[tuple[object, ...]]) -> User:
     return User(
         name=mapping["name"],
         role=Role(mapping["role"]),
-        created_at=_utc(mapping["created_at"]) or datetime.now(UTC),
+        created_at=mapping["created_at"],
         failed_logins=mapping["failed_logins"],
-        locked_until=_utc(mapping["locked_until"]),
+        locked_until=mapping["locked_until"],
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from fleetmind.commands.errors import CommandNotFound
 from fleetmind.commands.model import CommandRecord, Status
+from fleetmind.sqltime import UtcDateTime
 
 metadata = sa.MetaData()
 
@@ -20,16 +21,12 @@ commands = sa.Table(
     sa.Column("name", sa.String(64), nullable=False),
     sa.Column("args", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
     sa.Column("result", sa.Text),
     sa.Column("error", sa.Text),
-    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column("completed_at", UtcDateTime()),
 )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _record(row: RowMapping) -> CommandRecord:
@@ -39,11 +36,11 @@ def _record(row: RowMapping) -> CommandRecord:
         name=row["name"],
         args=json.loads(row["args"]),
         status=Status(row["status"]),
-        created_at=_utc(row["created_at"]) or datetime.now(UTC),
-        expires_at=_utc(row["expires_at"]) or datetime.now(UTC),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
         result=None if row["result"] is None else json.loads(row["result"]),
         error=row["error"],
-        completed_at=_utc(row["completed_at"]),
+        completed_at=row["completed_at"],
     )
 
 

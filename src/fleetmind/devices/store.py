@@ -5,7 +5,7 @@ The schema is created and evolved by the hub's Alembic migrations; :data:`metada
 
 import builtins
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine, RowMapping
 from fleetmind.devices.enrollment import EnrollmentGroup
 from fleetmind.devices.errors import DeviceExists, DeviceNotFound, InvalidDevice
 from fleetmind.devices.model import Device, DeviceCertificate, DeviceState
+from fleetmind.sqltime import UtcDateTime
 
 metadata = sa.MetaData()
 
@@ -22,9 +23,9 @@ devices = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("secret_hash", sa.String(200), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("online", sa.Boolean, nullable=False, default=False),
-    sa.Column("last_seen", sa.DateTime(timezone=True)),
+    sa.Column("last_seen", UtcDateTime()),
     sa.Column("boot_id", sa.String(64)),
     sa.Column("state", sa.String(20), nullable=False, default=DeviceState.ACTIVE.value),
     sa.Column("tags", sa.Text, nullable=False, default="{}"),
@@ -36,9 +37,9 @@ certificates = sa.Table(
     sa.Column("serial", sa.String(40), primary_key=True),
     sa.Column("device_id", sa.String(64), nullable=False, index=True),
     sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
-    sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("not_after", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("issued_at", UtcDateTime(), nullable=False),
+    sa.Column("not_after", UtcDateTime(), nullable=False),
+    sa.Column("revoked_at", UtcDateTime()),
 )
 
 
@@ -51,10 +52,10 @@ enrollments = sa.Table(
     sa.Column("name_template", sa.String(100), nullable=False),
     sa.Column("max_uses", sa.Integer, nullable=False),
     sa.Column("uses", sa.Integer, nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
     sa.Column("tags", sa.Text, nullable=False),
     sa.Column("desired", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 
 
@@ -64,27 +65,20 @@ def _enrollment(row: RowMapping) -> EnrollmentGroup:
         name_template=row["name_template"],
         max_uses=row["max_uses"],
         uses=row["uses"],
-        expires_at=_utc(row["expires_at"]) or datetime.now(UTC),
-        created_at=_utc(row["created_at"]) or datetime.now(UTC),
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
         tags=json.loads(row["tags"]),
         desired=json.loads(row["desired"]),
     )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every time the registry stores is UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 def _device(row: RowMapping) -> Device:
-    created_at = _utc(row["created_at"])
-    assert created_at is not None  # noqa: S101 - the column is NOT NULL
     return Device(
         id=row["id"],
         name=row["name"],
-        created_at=created_at,
+        created_at=row["created_at"],
         online=row["online"],
-        last_seen=_utc(row["last_seen"]),
+        last_seen=row["last_seen"],
         boot_id=row["boot_id"],
         state=DeviceState(row["state"]),
         tags=json.loads(row["tags"]),
@@ -96,9 +90,9 @@ def _certificate(row: RowMapping) -> DeviceCertificate:
         serial=row["serial"],
         device_id=row["device_id"],
         fingerprint=row["fingerprint"],
-        issued_at=_utc(row["issued_at"]) or datetime.now(UTC),
-        not_after=_utc(row["not_after"]) or datetime.now(UTC),
-        revoked_at=_utc(row["revoked_at"]),
+        issued_at=row["issued_at"],
+        not_after=row["not_after"],
+        revoked_at=row["revoked_at"],
     )
 
 

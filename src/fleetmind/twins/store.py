@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from fleetmind.sqltime import UtcDateTime
 from fleetmind.twins.errors import VersionConflict
 from fleetmind.twins.model import Twin, encode
 
@@ -19,7 +20,7 @@ twins = sa.Table(
     sa.Column("desired_version", sa.Integer, nullable=False),
     sa.Column("reported", sa.Text, nullable=False),
     sa.Column("reported_version", sa.Integer, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 
@@ -33,14 +34,13 @@ class TwinStore:
             row = connection.execute(twins.select().where(twins.c.device_id == device_id)).first()
         if row is None:
             return Twin(device_id, {}, 0, {}, 0)
-        updated = row.updated_at
         return Twin(
             device_id,
             json.loads(row.desired),
             row.desired_version,
             json.loads(row.reported),
             row.reported_version,
-            updated.replace(tzinfo=UTC) if updated.tzinfo is None else updated,
+            row.updated_at,
         )
 
     def replace_desired(self, device_id: str, desired: dict[str, object], version: int) -> None:
