@@ -49,7 +49,7 @@ def test_a_device_certificate_names_the_device_and_only_serves_clients(
     assert key is not None
     cert = issued.certificate
     assert certificates.device_id_of(cert) == "pump-7"
-    assert ca.verify(cert, datetime.now(UTC)) == "pump-7"
+    certificates.verify_issued_by(cert, ca.certificate, datetime.now(UTC))
     usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(usage) == [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -106,10 +106,11 @@ def test_foreign_and_expired_certificates_do_not_verify(
     foreign = CertificateAuthority.open(tmp_path / "foreign")
     issued, _ = foreign.issue_device("pump-7")
     with pytest.raises(CertificateError, match="not issued by"):
-        ca.verify(issued.certificate, datetime.now(UTC))
+        certificates.verify_issued_by(issued.certificate, ca.certificate, datetime.now(UTC))
     issued, _ = ca.issue_device("pump-7", days=1)
     with pytest.raises(CertificateError, match="expired"):
-        ca.verify(issued.certificate, datetime.now(UTC) + timedelta(days=2))
+        later = datetime.now(UTC) + timedelta(days=2)
+        certificates.verify_issued_by(issued.certificate, ca.certificate, later)
 
 
 def test_the_crl_lists_what_was_revoked(ca: CertificateAuthority) -> None:

@@ -9,7 +9,7 @@ import logging
 import math
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -414,11 +414,3 @@ class Agent:
     @property
     def uptime_s(self) -> float:
         return round(time.monotonic() - self.started, 3)
-
-    # -- figures ------------------------------------------------------------------------------
-
-    def readings_dropped_by_pipeline(self) -> Counter[str]:
-        total: Counter[str] = Counter()
-        for pipeline in self.pipelines.values():
-            total.update(pipeline.invalid)
-        return total

@@ -81,11 +81,6 @@ class CertificateAuthority:
         )
         return issued, certificates.key_pem(key)
 
-    def verify(self, certificate: x509.Certificate, now: datetime) -> str:
-        """The device id of a certificate this CA issued and that is valid at ``now``."""
-        certificates.verify_issued_by(certificate, self.certificate, now)
-        return certificates.device_id_of(certificate)
-
     def server_files(self, directory: Path, hosts: Iterable[str]) -> tuple[Path, Path, Path]:
         """``ca.crt``, ``server.crt`` and ``server.key`` (0600) for a TLS listener on ``hosts``,
         issued anew each start (they are cheap, and a changed host name is picked up)."""
