@@ -5,14 +5,21 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
+from cryptography import x509
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import RunningHub, stop, wait_until
-from fleetmind.devices import certificates
+from conftest import Mosquitto, RunningHub, free_port, start_hub, start_mosquitto, stop, wait_until
+from fleetmind.agent.credentials import Credentials
+from fleetmind.devices import certificates, model
+from fleetmind.devices.ca import CertificateAuthority
+from fleetmind.wire import senml, topics
 
 
 def _points(hub: RunningHub, device_id: str) -> int:
@@ -156,3 +163,112 @@ def connects(device: dict[str, Any], password: str) -> bool:
     client.loop_stop()
     client.disconnect()
     return not getattr(result[0], "is_failure", True)
+
+
+# -- a deleted device's name given to a new device ----------------------------------------------
+
+
+def _serial(device: dict[str, Any]) -> str:
+    return certificates.serial_hex(
+        certificates.load_certificate(device["mqtts"]["certificate"].encode())
+    )
+
+
+def tls_connects(device: dict[str, Any], payload: bytes | None = None) -> bool:
+    """Does the device's certificate open the mutual-TLS listener (and, with ``payload``, is
+    that published as its telemetry)? A refusal may come in the handshake or the CONNACK."""
+    identity = Credentials.from_device(device)
+    context = identity.ssl_context()
+    assert context is not None
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"tls-{time.time()}")
+    client.tls_set_context(context)
+    result: list[object] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: result.append(reason)
+    client.on_disconnect = lambda *_: result.append("disconnected")
+    try:
+        client.connect(identity.host, identity.port)
+    except OSError:  # the broker refused the certificate in the handshake
+        return False
+    client.loop_start()
+    try:
+        wait_until(lambda: result, timeout=10)
+        connected = not isinstance(result[0], str) and not getattr(result[0], "is_failure", True)
+        if connected and payload is not None:
+            client.publish(topics.telemetry(device["id"]), payload, qos=1).wait_for_publish(10)
+        return connected
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_a_deleted_device_s_certificate_does_not_open_a_new_device_of_its_name(
+    hub: RunningHub,
+) -> None:
+    old = json.loads(hub.cli("device", "add", "id-reuse").stdout)
+    assert tls_connects(old)
+    hub.cli("device", "delete", "id-reuse")
+    new = json.loads(hub.cli("device", "add", "id-reuse").stdout)
+    assert not tls_connects(old)
+    reading = senml.encode_cbor([senml.Reading("temp", time.time(), 21.5)])
+    assert tls_connects(new, reading)
+    with hub.api() as api:
+        records = api.get("/api/v1/devices/id-reuse/certificates").json()
+        wait_until(lambda: _points(hub, "id-reuse") >= 1)
+    assert [(r["serial"], r["revoked_at"]) for r in records] == [(_serial(new), None)]
+
+
+@dataclass
+class MosquittoHub:
+    hub: RunningHub
+    mosquitto: Mosquitto
+
+
+@pytest.fixture
+def mosquitto_hub(tmp_path: Path) -> Iterator[MosquittoHub]:
+    """A hub in front of a Mosquitto with a mutual-TLS listener: the hub's CA is made first so
+    the broker can start with its files; the hub then keeps passwd, acl and crl.pem current."""
+    broker_dir, data_dir = tmp_path / "mosquitto", tmp_path / "hub"
+    broker_dir.mkdir()
+    ca = CertificateAuthority.open(data_dir / "ca")  # the CA the hub opens at its start
+    ca.server_files(broker_dir, ["127.0.0.1"])
+    (broker_dir / "crl.pem").write_bytes(ca.revocation_list([]))
+    secret = model.new_secret()
+    (broker_dir / "passwd").write_text(
+        model.mosquitto_password_file({model.HUB_USERNAME: model.hash_secret(secret)})
+    )
+    (broker_dir / "acl").write_text(model.mosquitto_acl_file())
+    tls_port = free_port()
+    mosquitto = start_mosquitto(broker_dir, free_port(), tls_port)
+    try:
+        hub = start_hub(
+            data_dir,
+            "--broker-url", f"mqtt://{model.HUB_USERNAME}:{secret}@127.0.0.1:{mosquitto.port}",
+            "--mosquitto-dir", str(broker_dir), "--mqtt-tls-port", str(tls_port),
+        )  # fmt: skip
+        yield MosquittoHub(hub, mosquitto)
+        stop(hub.process)
+    finally:
+        stop(mosquitto.process)
+
+
+def test_through_mosquitto_the_crl_refuses_a_deleted_device_s_certificate(
+    mosquitto_hub: MosquittoHub,
+) -> None:
+    hub, crl = mosquitto_hub.hub, mosquitto_hub.mosquitto.directory / "crl.pem"
+
+    def revoked() -> set[str]:
+        return {f"{item.serial_number:x}" for item in x509.load_pem_x509_crl(crl.read_bytes())}
+
+    old = json.loads(hub.cli("device", "add", "r").stdout)
+    assert old["mqtts"]["port"] != old["mqtt"]["port"]
+    time.sleep(0.5)  # Mosquitto rereads its files on the hub's SIGHUP
+    assert tls_connects(old)
+    hub.cli("device", "delete", "r")
+    new = json.loads(hub.cli("device", "add", "r").stdout)
+    time.sleep(0.5)
+    assert revoked() == {_serial(old)}
+    assert not tls_connects(old)
+    assert tls_connects(new)
+    with hub.api() as api:
+        records = api.get("/api/v1/devices/r/certificates").json()
+    assert [(r["serial"], r["revoked_at"]) for r in records] == [(_serial(new), None)]

@@ -26,7 +26,7 @@ from fleetmind.audit.store import AuditStore
 from fleetmind.devices import model
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.model import DeviceState
-from fleetmind.devices.service import DeviceService, write_mosquitto_files
+from fleetmind.devices.service import DeviceService, NewDevice, write_mosquitto_files
 from fleetmind.devices.store import DeviceStore
 from fleetmind.hub.broker import SWEEP_S, EmbeddedBroker, RegistryAuthPlugin, TlsListener
 from fleetmind.hub.registry import create_engine, migrate
@@ -313,6 +313,44 @@ def test_revoked_and_suspended_certificates_are_refused(broker: Broker) -> None:
     back = Client(broker.tls_port, None, None, d2)
     assert back.ok, back.refused
     back.close()
+
+
+def test_a_deleted_device_s_certificate_does_not_open_its_successor(broker: Broker) -> None:
+    """d2 is deleted and a new d2 added: the old d2's certificate, valid as X.509 and naming
+    d2, is refused (revoked at the deletion, and bound to the record it was issued for); the
+    new d2's certificate connects and its data arrives. The embedded broker also drops an old
+    connection at once, even though a device of its name is active again."""
+    hub = Client(broker.port, "_hub", HUB_SECRET)
+    hub.subscribe("fm/v1/d/+/up/#")
+    old = _context(broker.tls["d2"])
+    connected = Client(broker.tls_port, None, None, old)
+    assert connected.ok, connected.refused
+    broker.devices.delete("d2")
+    created = broker.devices.add("d2")
+    broker.credentials_changed()
+    if broker.kind == "amqtt":
+        assert connected.lost(timeout=SWEEP_S * 3)
+    connected.close()
+
+    again = Client(broker.tls_port, None, None, old)
+    assert not again.ok, "the deleted d2's certificate got in"
+    again.close()
+    new = Client(broker.tls_port, None, None, _context(_identity(created, broker.tls_port)))
+    assert new.ok, new.refused
+    new.publish("fm/v1/d/d2/up/telemetry", b"new-d2")
+    assert hub.drain(until=b"new-d2")[-1] == ("fm/v1/d/d2/up/telemetry", b"new-d2")
+    new.close()
+    hub.close()
+
+
+def _identity(created: NewDevice, tls_port: int) -> Credentials:
+    assert created.ca and created.certificate and created.private_key
+    return Credentials.from_device(
+        {"id": created.device.id, "mqtts": {
+            "host": "127.0.0.1", "port": tls_port, "ca": created.ca.decode(),
+            "certificate": created.certificate.decode(),
+            "private_key": created.private_key.decode()}}
+    )  # fmt: skip
 
 
 def _replace(identity: Credentials, certificate: bytes, key: bytes | None) -> ssl.SSLContext:

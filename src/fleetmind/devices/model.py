@@ -40,6 +40,9 @@ class Device:
     id: str
     name: str
     created_at: datetime
+    #: this record's own identity: random, never reused, so a device added again under a
+    #: deleted device's name is another device (certificates are bound to it, not to the name)
+    uid: str
     online: bool = False
     last_seen: datetime | None = None
     boot_id: str | None = None
@@ -53,6 +56,9 @@ class DeviceCertificate:
 
     serial: str
     device_id: str
+    #: the uid of the device record it was issued for (None: that record was gone before
+    #: certificates were bound to records; such certificates are revoked)
+    device_uid: str | None
     fingerprint: str
     issued_at: datetime
     not_after: datetime
@@ -61,21 +67,31 @@ class DeviceCertificate:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """Who may be connected: the active devices, and the valid (unrevoked) certificates with
-    their devices. The one rule for a connection, from a snapshot of the registry."""
+    """Who may be connected: the active devices with the uid of their current record, and the
+    valid (unrevoked) certificates with the uid of the record each was issued for. The one rule
+    for a connection, from a snapshot of the registry."""
 
-    active: frozenset[str]
+    #: device id -> uid of its current record, for active devices
+    active: dict[str, str]
+    #: serial -> uid of the device record it was issued for, for unrevoked certificates
     certificates: dict[str, str] = field(default_factory=dict)
 
     def allows(self, device_id: str, serial: str | None = None) -> bool:
-        """An active device; with ``serial``, also a valid certificate of that device."""
-        if device_id not in self.active:
+        """An active device; with ``serial``, also a valid certificate issued to this very
+        record (a certificate of an earlier device of the same name is not enough)."""
+        uid = self.active.get(device_id)
+        if uid is None:
             return False
-        return serial is None or self.certificates.get(serial) == device_id
+        return serial is None or self.certificates.get(serial) == uid
 
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+def new_uid() -> str:
+    """A device record's uid: 128 random bits in hex."""
+    return secrets.token_hex(16)
 
 
 def hash_secret(secret: str, *, salt: bytes | None = None) -> str:

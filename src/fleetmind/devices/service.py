@@ -81,10 +81,13 @@ class DeviceService:
             raise InvalidDevice("this hub has no certificate authority to sign a CSR")
         issued, key = self.ca.issue_device(device_id, csr) if self.ca else (None, None)
         secret = model.new_secret()
-        device = Device(id=device_id, name=name, created_at=datetime.now(UTC), tags=tags or {})
+        device = Device(
+            id=device_id, name=name, created_at=datetime.now(UTC), uid=model.new_uid(),
+            tags=tags or {},
+        )  # fmt: skip
         self._store.add(device, model.hash_secret(secret))
         if issued is not None:
-            self._keep(device_id, issued)
+            self._keep(device, issued)
         log.info("device %s added", device_id)
         self._credentials_changed()
         if desired and self._on_added is not None:
@@ -144,11 +147,13 @@ class DeviceService:
             raise
         return created, group.name
 
-    def _keep(self, device_id: str, issued: Issued) -> None:
+    def _keep(self, device: Device, issued: Issued) -> None:
+        """Record ``issued`` as a certificate of this device record (not only of its name)."""
         self._store.add_certificate(
             DeviceCertificate(
                 serial=issued.serial,
-                device_id=device_id,
+                device_id=device.id,
+                device_uid=device.uid,
                 fingerprint=issued.fingerprint,
                 issued_at=datetime.now(UTC),
                 not_after=issued.not_after,
@@ -173,14 +178,15 @@ class DeviceService:
             raise CertificateError("this hub has no certificate authority")
         if not self.may_connect(device_id):
             raise CertificateError(f"device {device_id!r} may not connect")
+        device = self._store.get(device_id)
         now = datetime.now(UTC)
         recent = [
-            c for c in self._store.certificates(device_id) if now - c.issued_at < RENEWAL_INTERVAL
+            c for c in self._store.certificates(device.uid) if now - c.issued_at < RENEWAL_INTERVAL
         ]
         if len(recent) >= 2:  # the first certificate and one renewal at most
             raise CertificateError("a certificate was renewed moments ago; try again later")
         issued, _ = self.ca.issue_device(device_id, csr)
-        self._keep(device_id, issued)
+        self._keep(device, issued)  # DeviceNotFound if deleted meanwhile: never handed out
         log.info("device %s: certificate renewed (serial %s)", device_id, issued.serial)
         self._credentials_changed()
         return issued
@@ -193,7 +199,7 @@ class DeviceService:
             raise InvalidDevice(f"device {device_id!r} is decommissioned for good")
         self._store.set_state(device_id, state)
         if state is DeviceState.DECOMMISSIONED:
-            self._store.revoke(datetime.now(UTC), device_id=device_id)
+            self._store.revoke(datetime.now(UTC), device_uid=device.uid)
             self._store.set_secret_hash(device_id, model.hash_secret(model.new_secret()))
         log.info("device %s is %s", device_id, state)
         self._credentials_changed()
@@ -201,8 +207,8 @@ class DeviceService:
 
     def revoke(self, device_id: str, serial: str) -> None:
         """Revoke one certificate of a device."""
-        self._store.get(device_id)
-        if not self._store.revoke(datetime.now(UTC), device_id=device_id, serial=serial):
+        device = self._store.get(device_id)
+        if not self._store.revoke(datetime.now(UTC), device_uid=device.uid, serial=serial):
             raise CertificateError(f"device {device_id!r} has no valid certificate {serial}")
         log.info("device %s: certificate %s revoked", device_id, serial)
         self._credentials_changed()
@@ -212,18 +218,20 @@ class DeviceService:
         return self._store.secret_hashes()
 
     def certificates(self, device_id: str) -> list[DeviceCertificate]:
-        self._store.get(device_id)
-        return self._store.certificates(device_id)
+        """The certificates of the device's current record (not of earlier devices of its
+        name)."""
+        return self._store.certificates(self._store.get(device_id).uid)
 
     def revocations(self) -> list[tuple[str, datetime]]:
-        """What the CRL lists: revoked certificates, and those of devices that may not connect
-        now (suspended, decommissioned or deleted), as of when."""
-        states = {device.id: device.state for device in self._store.list()}
+        """What the CRL lists: revoked certificates (those of deleted devices are revoked at the
+        deletion), and those not of an active device record (suspended or decommissioned, or
+        issued to a record that is gone), as of when."""
+        active = {d.uid for d in self._store.list() if d.state is DeviceState.ACTIVE}
         now = datetime.now(UTC)
         return [
             (item.serial, item.revoked_at or now)
             for item in self._store.certificates()
-            if item.revoked_at is not None or states.get(item.device_id) is not DeviceState.ACTIVE
+            if item.revoked_at is not None or item.device_uid not in active
         ]
 
     def cut_off(self) -> set[str]:
@@ -235,22 +243,20 @@ class DeviceService:
         return inactive | gone
 
     def may_connect(self, device_id: str, serial: str | None = None) -> bool:
-        """True for an active device (and, with ``serial``, a certificate of its, not revoked);
-        reads only that device and certificate."""
+        """True for an active device (and, with ``serial``, an unrevoked certificate issued to
+        its current record); reads only that device and certificate."""
         try:
             device = self._store.get(device_id)
         except DeviceNotFound:
             return False
         item = self._store.certificate(serial) if serial is not None else None
-        valid = {item.serial: item.device_id} if item and item.revoked_at is None else {}
-        active = frozenset({device.id} if device.state is DeviceState.ACTIVE else ())
-        return model.Admission(active, valid).allows(device_id, serial)
+        active = {device.id: device.uid} if device.state is DeviceState.ACTIVE else {}
+        return model.Admission(active, _valid([item] if item else [])).allows(device_id, serial)
 
     def admission(self) -> model.Admission:
         """Who may be connected now, for checking many connections at once (two queries)."""
-        active = frozenset(d.id for d in self._store.list() if d.state is DeviceState.ACTIVE)
-        valid = {c.serial: c.device_id for c in self._store.certificates() if c.revoked_at is None}
-        return model.Admission(active, valid)
+        active = {d.id: d.uid for d in self._store.list() if d.state is DeviceState.ACTIVE}
+        return model.Admission(active, _valid(self._store.certificates()))
 
     def get(self, device_id: str) -> Device:
         return self._store.get(device_id)
@@ -259,8 +265,9 @@ class DeviceService:
         return self._store.list()
 
     def delete(self, device_id: str) -> None:
-        self._store.delete(device_id)
-        log.info("device %s deleted", device_id)
+        """Forget the device and revoke every certificate of it."""
+        self._store.delete(device_id, datetime.now(UTC))
+        log.info("device %s deleted, its certificates revoked", device_id)
         self._credentials_changed()
         if self._on_deleted is not None:
             self._on_deleted(device_id)
@@ -288,6 +295,15 @@ class DeviceService:
     def _credentials_changed(self) -> None:
         if self._on_credentials_changed is not None:
             self._on_credentials_changed()
+
+
+def _valid(items: list[DeviceCertificate]) -> dict[str, str]:
+    """Unrevoked certificates by serial, with the uid of the device record each belongs to."""
+    return {
+        item.serial: item.device_uid
+        for item in items
+        if item.revoked_at is None and item.device_uid is not None
+    }
 
 
 def write_mosquitto_files(directory: Path, devices: DeviceService, hub_secret_hash: str) -> None:

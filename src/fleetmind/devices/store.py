@@ -21,6 +21,8 @@ devices = sa.Table(
     "devices",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
+    #: the record's own identity (model.new_uid), which certificates are bound to (migration 0006)
+    sa.Column("uid", sa.String(32), nullable=False, unique=True, index=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("secret_hash", sa.String(200), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
@@ -36,6 +38,7 @@ certificates = sa.Table(
     metadata,
     sa.Column("serial", sa.String(40), primary_key=True),
     sa.Column("device_id", sa.String(64), nullable=False, index=True),
+    sa.Column("device_uid", sa.String(32), index=True),
     sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
     sa.Column("issued_at", UtcDateTime(), nullable=False),
     sa.Column("not_after", UtcDateTime(), nullable=False),
@@ -77,6 +80,7 @@ def _device(row: RowMapping) -> Device:
         id=row["id"],
         name=row["name"],
         created_at=row["created_at"],
+        uid=row["uid"],
         online=row["online"],
         last_seen=row["last_seen"],
         boot_id=row["boot_id"],
@@ -89,6 +93,7 @@ def _certificate(row: RowMapping) -> DeviceCertificate:
     return DeviceCertificate(
         serial=row["serial"],
         device_id=row["device_id"],
+        device_uid=row["device_uid"],
         fingerprint=row["fingerprint"],
         issued_at=row["issued_at"],
         not_after=row["not_after"],
@@ -108,6 +113,7 @@ class DeviceStore:
                 connection.execute(
                     devices.insert().values(
                         id=device.id,
+                        uid=device.uid,
                         name=device.name,
                         secret_hash=secret_hash,
                         created_at=device.created_at,
@@ -135,12 +141,18 @@ class DeviceStore:
             rows = connection.execute(devices.select().order_by(devices.c.id)).mappings()
             return [_device(row) for row in rows]
 
-    def delete(self, device_id: str) -> None:
-        """Forget the device; its certificates stay (revoked) so the CRL keeps listing them."""
+    def delete(self, device_id: str, at: datetime) -> None:
+        """Forget the device and revoke its certificates as of ``at``, in one transaction; the
+        certificate rows stay, so the CRL keeps listing them."""
         with self._engine.begin() as connection:
             deleted = connection.execute(devices.delete().where(devices.c.id == device_id))
-        if deleted.rowcount == 0:
-            raise DeviceNotFound(f"no device {device_id!r}")
+            if deleted.rowcount == 0:
+                raise DeviceNotFound(f"no device {device_id!r}")
+            connection.execute(
+                certificates.update()
+                .where(certificates.c.device_id == device_id, certificates.c.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )
 
     def set_state(self, device_id: str, state: DeviceState) -> None:
         with self._engine.begin() as connection:
@@ -151,11 +163,21 @@ class DeviceStore:
             raise DeviceNotFound(f"no device {device_id!r}")
 
     def add_certificate(self, certificate: DeviceCertificate) -> None:
+        """Record a certificate of the device record ``certificate.device_uid``; DeviceNotFound
+        when that record is gone (the device was deleted meanwhile)."""
         with self._engine.begin() as connection:
+            found = connection.execute(
+                sa.select(devices.c.id).where(
+                    devices.c.id == certificate.device_id, devices.c.uid == certificate.device_uid
+                )
+            ).first()
+            if found is None:
+                raise DeviceNotFound(f"no device {certificate.device_id!r} to certify")
             connection.execute(
                 certificates.insert().values(
                     serial=certificate.serial,
                     device_id=certificate.device_id,
+                    device_uid=certificate.device_uid,
                     fingerprint=certificate.fingerprint,
                     issued_at=certificate.issued_at,
                     not_after=certificate.not_after,
@@ -163,11 +185,12 @@ class DeviceStore:
                 )
             )
 
-    def certificates(self, device_id: str | None = None) -> "builtins.list[DeviceCertificate]":
-        """A device's certificates (every one when ``device_id`` is None), newest first."""
+    def certificates(self, device_uid: str | None = None) -> "builtins.list[DeviceCertificate]":
+        """The certificates of a device record (every one when ``device_uid`` is None), newest
+        first."""
         query = certificates.select().order_by(certificates.c.issued_at.desc())
-        if device_id is not None:
-            query = query.where(certificates.c.device_id == device_id)
+        if device_uid is not None:
+            query = query.where(certificates.c.device_uid == device_uid)
         with self._engine.connect() as connection:
             return [_certificate(row) for row in connection.execute(query).mappings()]
 
@@ -180,10 +203,11 @@ class DeviceStore:
             )
         return None if row is None else _certificate(row)
 
-    def revoke(self, at: datetime, *, device_id: str, serial: str | None = None) -> int:
-        """Revoke a device's certificate (``serial``) or all of them; how many were revoked."""
+    def revoke(self, at: datetime, *, device_uid: str, serial: str | None = None) -> int:
+        """Revoke a certificate (``serial``) of a device record, or all of them; how many were
+        revoked."""
         condition = sa.and_(
-            certificates.c.device_id == device_id, certificates.c.revoked_at.is_(None)
+            certificates.c.device_uid == device_uid, certificates.c.revoked_at.is_(None)
         )
         if serial is not None:
             condition = sa.and_(condition, certificates.c.serial == serial)

@@ -26,10 +26,10 @@ def create_engine(url: str) -> sa.Engine:
     return engine
 
 
-def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest revision."""
+def migrate(engine: sa.Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest revision (or to ``revision``, for testing upgrades)."""
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
