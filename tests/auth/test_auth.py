@@ -1,10 +1,20 @@
-"""People and tokens: argon2 passwords, lockout, scopes within roles, expiry."""
+"""People and tokens: argon2 passwords, lockout, scopes within roles, expiry.
 
+The service runs on SQLite and, when a server answers, on PostgreSQL
+(``postgresql+psycopg://postgres@127.0.0.1:5432/test``, each test in a schema of its own).
+"""
+
+import os
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from fleetmind.auth import service as service_module
 from fleetmind.auth.errors import Forbidden, InvalidCredentials, LockedOut, UserError
 from fleetmind.auth.model import MAX_FAILURES, Role, Scope
 from fleetmind.auth.passwords import hash_password, verify_password
@@ -13,13 +23,45 @@ from fleetmind.auth.store import TokenStore
 from fleetmind.hub.registry import create_engine, migrate
 
 PASSWORD = "a long enough passphrase"
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-@pytest.fixture
-def auth(tmp_path: Path) -> AuthService:
-    engine = create_engine(f"sqlite:///{tmp_path / 'registry.db'}")
-    migrate(engine)
-    return AuthService(TokenStore(engine))
+def postgres_schema() -> Iterator[sa.Engine]:
+    """An engine whose tables live in a new schema, dropped afterwards; skip without a server
+    (fail in CI)."""
+    try:
+        admin = sa.create_engine(POSTGRES, connect_args={"connect_timeout": 3})
+        with admin.connect():
+            pass
+    except (ImportError, sa.exc.OperationalError) as exc:
+        message = f"PostgreSQL is not reachable at {POSTGRES}: {exc}".splitlines()[0]
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    schema = f"test_auth_{secrets.token_hex(6)}"
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    engine = sa.create_engine(POSTGRES, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def auth(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuthService]:
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+        migrate(engine)
+        yield AuthService(TokenStore(engine))
+        engine.dispose()
+        return
+    for engine in postgres_schema():
+        migrate(engine)
+        yield AuthService(TokenStore(engine))
 
 
 def test_passwords_are_argon2id_and_salted() -> None:
@@ -89,3 +131,50 @@ def test_tokens_stay_within_the_role_and_expire(auth: AuthService) -> None:
     assert principal is not None and principal.scopes == {Scope.READ}
     auth.delete_user("olga")
     assert auth.verify(secret) is None and auth.get(token.id) is None
+
+
+def test_parallel_wrong_passwords_are_checked_at_most_max_failures_times(
+    auth: AuthService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attacker firing guesses in parallel gets no more password checks than one firing
+    them in a row: each attempt is counted before its password is checked."""
+    auth.add_user("ana", Role.OPERATOR, PASSWORD)
+    checked: list[str] = []
+
+    def counting(password: str, hashed: str | None) -> bool:
+        checked.append(password)
+        return verify_password(password, hashed)
+
+    monkeypatch.setattr(service_module, "verify_password", counting)
+
+    def guess(number: int) -> str:
+        try:
+            auth.login("ana", f"wrong guess {number}")
+        except LockedOut:
+            return "locked"
+        except InvalidCredentials:
+            return "wrong"
+        return "in"
+
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(guess, range(60)))
+    assert len(checked) <= MAX_FAILURES
+    assert outcomes.count("wrong") <= MAX_FAILURES - 1 and "in" not in outcomes
+    with pytest.raises(LockedOut):
+        auth.login("ana", PASSWORD)
+    assert len(checked) <= MAX_FAILURES  # a locked account checks no password at all
+
+
+def test_a_lock_that_ran_out_gives_a_fresh_allowance(auth: AuthService) -> None:
+    auth.add_user("ana", Role.VIEWER, PASSWORD)
+    for _ in range(MAX_FAILURES - 1):
+        with pytest.raises(InvalidCredentials):
+            auth.login("ana", "wrong")
+    with pytest.raises(LockedOut):
+        auth.login("ana", "wrong")
+    store = auth._store  # the lock ran out
+    store.update_user("ana", locked_until=store.user("ana").locked_until - timedelta(hours=1))  # type: ignore[union-attr]
+    for _ in range(MAX_FAILURES - 1):
+        with pytest.raises(InvalidCredentials):
+            auth.login("ana", "wrong")
+    auth.login("ana", PASSWORD)

@@ -3,6 +3,7 @@ passwords lock after repeated failures, roles narrow tokens at once, everything 
 audit log, and no secret reaches the log."""
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -138,6 +139,24 @@ def test_logins_lock_after_five_failures_and_are_audited(hub: RunningHub) -> Non
     again = httpx.post(login, json={"username": "lena", "password": f"{PASSWORD} lena"})
     assert again.status_code == 200  # an admin's password reset unlocks
     SECRETS.append(again.json()["token"])
+
+
+def test_parallel_wrong_passwords_cannot_outrun_the_lockout(hub: RunningHub) -> None:
+    """200 guesses from 40 threads: no more than five are checked before the account locks,
+    and the right password is refused after them."""
+    add_user(hub, "petra", "operator")
+    login = f"{hub.url}/api/v1/auth/login"
+
+    def guess(number: int) -> int:
+        body = {"username": "petra", "password": f"guess number {number}"}
+        return httpx.post(login, json=body, timeout=60).status_code
+
+    with ThreadPoolExecutor(40) as pool:
+        codes = list(pool.map(guess, range(200)))
+    assert set(codes) <= {401, 429}
+    assert len(codes) - codes.count(429) <= 5, f"{codes.count(401)} guesses were checked"
+    right = httpx.post(login, json={"username": "petra", "password": f"{PASSWORD} petra"})
+    assert right.status_code == 429 and int(right.headers["Retry-After"]) > 0
 
 
 def test_a_demoted_user_s_tokens_narrow_at_once(hub: RunningHub) -> None:

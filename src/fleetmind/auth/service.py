@@ -2,6 +2,7 @@
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import sqlalchemy as sa
 
@@ -80,27 +81,45 @@ class AuthService:
 
     def login(self, name: str, password: str) -> tuple[str, Token]:
         """A token for ``name`` with its role's scopes, valid for 12 hours. After
-        ``MAX_FAILURES`` wrong passwords in a row the account locks for ``LOCKOUT``."""
+        ``MAX_FAILURES`` wrong passwords in a row the account locks for ``LOCKOUT``.
+
+        Each attempt is counted in the registry before its password is checked, so at most
+        ``MAX_FAILURES`` passwords are checked before the account locks, however many attempts
+        arrive in parallel; an attempt beyond them is refused unchecked."""
         now = datetime.now(UTC)
-        user = self._store.user(name)
-        if user is not None and user.locked(now):
-            assert user.locked_until is not None  # noqa: S101 - locked() checked it
-            raise LockedOut(user.locked_until)
-        if not verify_password(password, self._store.password_hash(name)) or user is None:
-            if user is not None:
-                failures = user.failed_logins + 1
-                until = now + model.LOCKOUT if failures >= model.MAX_FAILURES else None
-                self._store.update_user(
-                    name, failed_logins=0 if until else failures, locked_until=until
-                )
-                if until is not None:
-                    raise LockedOut(until)
+        attempt = self._store.count_attempt(name, now)
+        if attempt is None:
+            self._refuse_uncounted(name, password, now)
+        if attempt > model.MAX_FAILURES:
+            self._lock(name, now)
+        if not verify_password(password, self._store.password_hash(name)):
+            if attempt == model.MAX_FAILURES:
+                self._lock(name, now)
             raise InvalidCredentials("unknown user or wrong password")
         self._store.update_user(name, failed_logins=0, locked_until=None)
+        user = self._store.user(name)
+        if user is None:  # deleted meanwhile
+            raise InvalidCredentials("unknown user or wrong password")
         scopes = model.ROLE_SCOPES[user.role]
         return self.issue(
             name, f"login {now:%Y-%m-%d %H:%M}", scopes, expires_in=model.LOGIN_TOKEN_TTL
         )
+
+    def _refuse_uncounted(self, name: str, password: str, now: datetime) -> NoReturn:
+        """Refuse an attempt that was not counted: the account is locked (no password is
+        checked), or there is no such user (a dummy hash is checked, so the time taken does not
+        tell an unknown user from a wrong password)."""
+        user = self._store.user(name)
+        if user is not None and user.locked_until is not None and user.locked(now):
+            raise LockedOut(user.locked_until)
+        verify_password(password, None)
+        raise InvalidCredentials("unknown user or wrong password")
+
+    def _lock(self, name: str, now: datetime) -> NoReturn:
+        until = self._store.lock(name, now + model.LOCKOUT, now)
+        if until is None:  # deleted meanwhile
+            raise InvalidCredentials("unknown user or wrong password")
+        raise LockedOut(until)
 
     def add_user(self, name: str, role: Role, password: str) -> User:
         try:

@@ -57,6 +57,10 @@ def _user(row: Row[tuple[object, ...]]) -> User:
     )
 
 
+def _unlocked(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(users.c.locked_until.is_(None), users.c.locked_until <= now)
+
+
 class TokenStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -141,6 +145,36 @@ class TokenStore:
                 sa.select(users.c.password_hash).where(users.c.name == name)
             ).scalar()
         return value
+
+    def count_attempt(self, name: str, now: datetime) -> int | None:
+        """Count a login attempt of ``name`` as a failure before its password is checked, and
+        return the count; None if there is no such user or it is locked at ``now``.
+
+        One UPDATE ... RETURNING: parallel attempts each get a number of their own, so the
+        lockout holds whatever the concurrency (SQLite and PostgreSQL alike)."""
+        statement = (
+            users.update()
+            .where(users.c.name == name, _unlocked(now))
+            .values(failed_logins=users.c.failed_logins + 1)
+            .returning(users.c.failed_logins)
+        )
+        with self._engine.begin() as connection:
+            count: int | None = connection.execute(statement).scalar()
+        return count
+
+    def lock(self, name: str, until: datetime, now: datetime) -> datetime | None:
+        """Lock ``name`` until ``until`` and start its count again, unless it is locked already
+        (a lock is never extended); return when the lock ends, None if the user is gone."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                users.update()
+                .where(users.c.name == name, _unlocked(now))
+                .values(failed_logins=0, locked_until=until)
+            )
+            ends: datetime | None = connection.execute(
+                sa.select(users.c.locked_until).where(users.c.name == name)
+            ).scalar()
+        return ends
 
     def users(self) -> list[User]:
         with self._engine.connect() as connection:
