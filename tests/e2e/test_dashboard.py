@@ -1,14 +1,18 @@
-"""The dashboard in a real browser (the system's Chromium): fleet page and live device chart."""
+"""The dashboard in a real browser (the system's Chromium): fleet page and live device chart,
+with the hub's content security policy in force; and no other site may frame it."""
 
+import functools
+import http.server
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from conftest import RunningHub, require
+from conftest import RunningHub, require, wait_until
 
 DEVICES = 5
 
@@ -41,6 +45,15 @@ def fleet(hub: RunningHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     process.wait(timeout=30)
 
 
+def violations(page: Page) -> list[str]:
+    """What the page's content security policy blocks, and script errors, as they happen."""
+    found: list[str] = []
+    page.on("console", lambda message: found.append(message.text)
+            if "Content Security Policy" in message.text else None)  # fmt: skip
+    page.on("pageerror", lambda error: found.append(str(error)))
+    return found
+
+
 def sign_in(page: Page, hub: RunningHub) -> None:
     page.goto(hub.url)
     expect(page).to_have_url(f"{hub.url}/login")
@@ -56,6 +69,7 @@ def test_fleet_page_lists_devices_and_device_page_draws_a_chart(
     hub: RunningHub, browser: Browser, fleet: None, tmp_path: Path
 ) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 900})
+    blocked = violations(page)
     sign_in(page, hub)
     for index in range(DEVICES):
         row = page.locator("tr", has_text=f"dash-{index:04d}")
@@ -77,6 +91,7 @@ def test_fleet_page_lists_devices_and_device_page_draws_a_chart(
     assert points >= 3
     assert page.locator(".nicegui-echart canvas").count() >= 4
     page.screenshot(path=tmp_path / "device.png")
+    assert blocked == []
 
 
 def test_pages_need_a_signed_in_browser(hub: RunningHub, browser: Browser) -> None:
@@ -89,6 +104,7 @@ def test_twin_is_edited_on_the_device_page_and_stale_saves_are_refused(
     hub: RunningHub, browser: Browser, fleet: None
 ) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    blocked = violations(page)
     sign_in(page, hub)
     expect(page.get_by_role("columnheader", name="Bytes saved")).to_be_visible()
     page.goto(f"{hub.url}/devices/dash-0001")
@@ -123,6 +139,7 @@ def test_twin_is_edited_on_the_device_page_and_stale_saves_are_refused(
         twin = api.get("/api/v1/devices/dash-0001/twin").json()
     assert twin["desired"]["settings"]["sample_hz"] == 2
     assert twin["desired_version"] == 2
+    assert blocked == []
 
 
 def test_roles_on_pages_and_the_audit_log(hub: RunningHub, browser: Browser, fleet: None) -> None:
@@ -167,3 +184,31 @@ def test_roles_on_pages_and_the_audit_log(hub: RunningHub, browser: Browser, fle
     expect(admin.get_by_text("dash-idle is active.")).to_be_visible()
     expect(admin.get_by_text("offline, last seen")).to_be_visible(timeout=10_000)
     assert "viewer passphrase" not in admin.content()
+
+
+def test_another_site_cannot_frame_the_dashboard(
+    hub: RunningHub, browser: Browser, tmp_path: Path
+) -> None:
+    """A page of another origin (localhost on a port of its own; a public one would be stopped
+    by the browser's private-network rules anyway) with the dashboard in an iframe shows an
+    error in the frame, not the sign-in form (nor, signed in, the lifecycle buttons)."""
+    (tmp_path / "index.html").write_text(
+        f'<h1>elsewhere</h1><iframe id="hub" src="{hub.url}/login" width="800" height="600">'
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    page = browser.new_page()
+    seen: list[str] = []
+    page.on("console", lambda message: seen.append(message.text))
+    try:
+        page.goto(f"http://localhost:{site.server_address[1]}/index.html")
+        expect(page.get_by_role("heading", name="elsewhere")).to_be_visible()
+        frame = page.locator("#hub").element_handle().content_frame()
+        assert frame is not None
+        wait_until(lambda: any("frame-ancestors" in text for text in seen), timeout=10)
+        assert not frame.url.startswith(hub.url)  # an error page in its place
+        assert frame.get_by_role("button", name="Sign in").count() == 0
+    finally:
+        site.shutdown()
+        site.server_close()

@@ -26,7 +26,9 @@ def production_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
 def test_the_api_answers_only_over_https(production_hub: RunningHub) -> None:
     assert production_hub.url.startswith("https://")
     with production_hub.api() as api:
-        assert api.get("/healthz").json() == {"status": "ok"}  # ingest is up over mutual TLS
+        health = api.get("/healthz")
+        assert health.json() == {"status": "ok"}  # ingest is up over mutual TLS
+        assert health.headers["strict-transport-security"] == "max-age=31536000"
     plain = production_hub.url.replace("https://", "http://")
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{plain}/healthz", timeout=5)

@@ -14,6 +14,7 @@ from fleetmind.commands.api import router as commands_router
 from fleetmind.devices.api import enrollment_router
 from fleetmind.devices.api import router as devices_router
 from fleetmind.hub import dashboard
+from fleetmind.hub.headers import SecurityHeaders
 from fleetmind.hub.runtime import Hub
 from fleetmind.hub.settings import Settings
 from fleetmind.telemetry.api import router as telemetry_router
@@ -51,6 +52,7 @@ def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None
         lifespan=lifespan,
     )
     app.state.hub = hub
+    app.add_middleware(SecurityHeaders)
     app.include_router(devices_router)
     app.include_router(telemetry_router)
     app.include_router(twins_router)
