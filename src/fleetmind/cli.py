@@ -560,11 +560,15 @@ def telemetry_query(
     since: Annotated[str, typer.Option(help="How far back, e.g. 10m, 2h, 1d.")] = "10m",
     bucket: Annotated[str | None, typer.Option(help="Aggregate per bucket, e.g. 1m.")] = None,
     agg: Annotated[str, typer.Option(help="avg, min, max, count or last.")] = "avg",
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most this many raw points (default: all, page by page)."),
+    ] = None,
     url: Url = None,
     token: Token = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Points of one metric of one device over the last SINCE."""
+    """Points of one metric of one device over the last SINCE, oldest first."""
     from fleetmind.telemetry.errors import InvalidQuery
     from fleetmind.telemetry.model import parse_duration
 
@@ -576,7 +580,7 @@ def telemetry_query(
     if bucket is not None:
         params |= {"bucket": bucket, "agg": agg}
     with _hub(url, token) as client:
-        series = client.telemetry(device_id, params)
+        series = client.telemetry(device_id, params, limit=limit)
     if as_json:
         _print_json(series)
         return

@@ -35,6 +35,9 @@ def test_device_add_list_and_telemetry_query(hub: RunningHub) -> None:
         return points
 
     assert len(wait_until(lambda: len(query()) == 60 and query())) == 60
+    first = hub.cli("telemetry", "query", "cli-1", "temp", "--since", "5m", "--json",
+                    "--limit", "25")  # fmt: skip
+    assert len(json.loads(first.stdout)["points"]) == 25 and json.loads(first.stdout)["next"]
     counts = query("--bucket", "1h", "--agg", "count")
     assert sum(point["value"] for point in counts) == 60  # type: ignore[misc]
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from fleetmind.telemetry.duckdb_store import DuckDBTelemetryStore
-from fleetmind.telemetry.model import BATCH_SCHEMA, Aggregation, Query
+from fleetmind.telemetry.model import BATCH_SCHEMA, Aggregation, Point, Query
 from fleetmind.telemetry.store import MemoryTelemetryStore, TelemetryStore
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -56,8 +56,10 @@ def make_store(
 def test_append_then_query_raw(make_store: Callable[[], TelemetryStore]) -> None:
     store = make_store()
     assert store.append(batch([reading("d1", s, s * 1.5, seq=s) for s in range(10)])) == 10
-    points = store.query(Query("d1", "temp", T0, T0 + timedelta(seconds=4)))
+    page = store.query(Query("d1", "temp", T0, T0 + timedelta(seconds=4)))
+    points = page.points
     assert [p.value for p in points] == [0.0, 1.5, 3.0, 4.5, 6.0]
+    assert page.next is None
     assert points[0].time == T0
     assert store.count() == 10
     assert store.count("d1") == 10
@@ -96,7 +98,7 @@ def test_bucket_aggregations(make_store: Callable[[], TelemetryStore]) -> None:
         Aggregation.LAST: [59.0, 119.0],
     }
     for agg, values in expected.items():
-        points = store.query(Query("d1", "temp", T0, end, timedelta(minutes=1), agg))
+        points = store.query(Query("d1", "temp", T0, end, timedelta(minutes=1), agg)).points
         assert [p.time for p in points] == [T0, T0 + timedelta(minutes=1)]
         assert [p.value for p in points] == values, agg
 
@@ -136,3 +138,65 @@ def test_census_counts_rows_and_distinct_readings(
     census = store.census()
     assert (census["d1"].rows, census["d1"].distinct) == (3, 3)
     assert (census["d2"].rows, census["d2"].distinct) == (2, 1)
+
+
+def walk(store: TelemetryStore, query: Query) -> tuple[list[Point], list[int]]:
+    """Every point of ``query``, following the pages; and the size of each page."""
+    points: list[Point] = []
+    sizes: list[int] = []
+    page = store.query(query)
+    while True:
+        points.extend(page.points)
+        sizes.append(len(page.points))
+        if page.next is None:
+            return points, sizes
+        page = store.query(Query(query.device_id, query.metric, query.start, query.end,
+                                 limit=query.limit, after=page.next))  # fmt: skip
+
+
+def test_raw_points_come_in_pages_without_gaps_or_repeats(
+    make_store: Callable[[], TelemetryStore],
+) -> None:
+    """Several points at one time (a burst, or packs without identity) are still paged
+    exactly: each point once, in time order, and no empty last page."""
+    store = make_store()
+    rows = [  # 1 to 4 points at each time, some identical
+        reading("d1", second, float(copy % 2), boot=None, seq=None)
+        for second in range(20)
+        for copy in range(1 + second % 4)
+    ]
+    rows += [reading("d1", 30, float(v), boot=None, seq=None) for v in range(25)]  # one burst
+    store.append(batch(rows))
+    expected = sorted((p["ts"], p["value"]) for p in rows)
+    for limit in (1, 3, 7, 10, 24, len(rows), len(rows) + 1):
+        query = Query("d1", "temp", T0, T0 + timedelta(minutes=1), limit=limit)
+        points, sizes = walk(store, query)
+        assert sorted((p.time, p.value) for p in points) == expected, limit
+        assert [p.time for p in points] == sorted(p.time for p in points)
+        assert all(size == limit for size in sizes[:-1]) and 0 < sizes[-1] <= limit
+
+
+def test_a_page_ends_with_no_cursor_when_nothing_follows(
+    make_store: Callable[[], TelemetryStore],
+) -> None:
+    store = make_store()
+    store.append(batch([reading("d1", s, float(s), seq=s) for s in range(10)]))
+    window = ("d1", "temp", T0, T0 + timedelta(seconds=9))
+    first = store.query(Query(*window, limit=5))
+    assert [p.value for p in first.points] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert first.next is not None
+    second = store.query(Query(*window, limit=5, after=first.next))
+    assert [p.value for p in second.points] == [5.0, 6.0, 7.0, 8.0, 9.0]
+    assert second.next is None
+    assert store.query(Query(*window, limit=10)).next is None
+
+
+def test_an_average_beyond_the_float_range_is_no_value(
+    make_store: Callable[[], TelemetryStore],
+) -> None:
+    """Two readings of 1e308 average to 1e308, but their sum overflows: never infinity (which
+    JSON cannot carry)."""
+    store = make_store()
+    store.append(batch([reading("d1", s, 1e308, seq=s) for s in range(2)]))
+    query = Query("d1", "temp", T0, T0 + timedelta(seconds=1), timedelta(minutes=1))
+    assert [p.value for p in store.query(query).points] in ([1e308], [None])

@@ -4,10 +4,10 @@ API route uses to record what it did."""
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel
 
-from fleetmind.audit.model import AuditEvent, AuditQuery, Outcome
+from fleetmind.audit.model import AuditEvent, AuditQuery, Outcome, in_utc
 from fleetmind.audit.service import AuditService
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -67,6 +67,10 @@ def list_events(
     outcome: Outcome | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEventOut]:
-    """Security events, newest first."""
+    """Security events, newest first (``since``: without a time zone, UTC)."""
+    try:
+        since = in_utc(since) if since is not None else None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"since: {exc}") from None
     query = AuditQuery(type, actor, since, outcome, limit)
     return [AuditEventOut.of(event) for event in service(request).query(query)]

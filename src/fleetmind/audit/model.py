@@ -5,7 +5,7 @@ id), never a password, token, key or certificate.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -35,3 +35,14 @@ class AuditQuery:
     since: datetime | None = None
     outcome: Outcome | None = None
     limit: int = 100
+
+
+def in_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC, as the log keeps its times (a naive one is taken as UTC already);
+    ValueError if UTC cannot represent it (year 1 at +01:00, year 9999 at -01:00)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is outside the years 1 to 9999 in UTC") from None

@@ -1,10 +1,17 @@
-"""REST routes for telemetry: time-range queries with optional bucket aggregation."""
+"""REST routes for telemetry: time-range queries in pages or buckets, and streamed exports."""
 
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel
 
 from fleetmind.auth.api import Reader
@@ -28,6 +35,8 @@ class SeriesOut(BaseModel):
     bucket: str | None
     agg: model.Aggregation | None
     points: list[PointOut]
+    #: pass as ``cursor`` for the next page of raw points; null on the last page (and for buckets)
+    next: str | None
 
 
 class LatestOut(BaseModel):
@@ -51,42 +60,146 @@ def _service(request: Request) -> TelemetryService:
     return service
 
 
+Start = Annotated[
+    AwareDatetime | None,
+    Query(description="Default: an hour before end.", examples=["2026-11-24T12:00:00Z"]),
+]
+End = Annotated[AwareDatetime | None, Query(description="Default: now.")]
+Metric = Annotated[str, Query(min_length=1, max_length=256)]
+
+
+def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    try:
+        return model.window(start, end, datetime.now(UTC))
+    except InvalidQuery as exc:
+        raise _unprocessable(exc) from None
+
+
+def _unprocessable(exc: InvalidQuery) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
+
+
 @router.get("/devices/{device_id}/telemetry")
 def query_telemetry(
     request: Request,
     _: Reader,
     device_id: str,
-    metric: Annotated[str, Query(min_length=1, max_length=256)],
-    start: AwareDatetime | None = None,
-    end: AwareDatetime | None = None,
-    bucket: Annotated[str | None, Query(max_length=32, examples=["1m"])] = None,
+    metric: Metric,
+    start: Start = None,
+    end: End = None,
+    bucket: Annotated[
+        str | None,
+        Query(
+            max_length=32,
+            pattern=model.DURATION_PATTERN,
+            description="Aggregate per bucket (at most 10 years, and 10,000 buckets).",
+            examples=["1m"],
+        ),
+    ] = None,
     agg: model.Aggregation = model.Aggregation.AVG,
+    limit: Annotated[int, Query(ge=1, le=model.MAX_LIMIT, description="Raw points per page.")] = (
+        model.DEFAULT_LIMIT
+    ),
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="The `next` of the page before.")
+    ] = None,
 ) -> SeriesOut:
-    """Points of one metric between ``start`` (default: an hour before ``end``) and ``end``
-    (default: now); with ``bucket`` (e.g. ``1m``), one aggregated point per bucket."""
-    end = end or datetime.now(UTC)
-    start = start or end - timedelta(hours=1)
+    """Points of one metric between ``start`` and ``end`` (both included), oldest first: a page
+    of ``limit`` raw points, and in ``next`` the cursor of the following page (null on the last);
+    or with ``bucket`` (e.g. ``1m``), one aggregated point per bucket, all at once."""
+    first, last = _window(start, end)
     try:
         query = model.Query(
             device_id,
             metric,
-            start,
-            end,
+            first,
+            last,
             model.parse_duration(bucket) if bucket else None,
             agg,
+            limit,
+            model.Cursor.decode(cursor) if cursor else None,
         )
     except InvalidQuery as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    points = _service(request).query(query)
+        raise _unprocessable(exc) from None
+    page = _service(request).query(query)
     return SeriesOut(
         device_id=device_id,
         metric=metric,
-        start=start,
-        end=end,
+        start=first,
+        end=last,
         bucket=bucket,
         agg=agg if bucket else None,
-        points=[PointOut(time=point.time, value=point.value) for point in points],
+        points=[PointOut(time=point.time, value=point.value) for point in page.points],
+        next=page.next.encode() if page.next else None,
     )
+
+
+class ExportFormat(StrEnum):
+    CSV = "csv"
+    NDJSON = "ndjson"
+
+
+_MEDIA_TYPES = {ExportFormat.CSV: "text/csv", ExportFormat.NDJSON: "application/x-ndjson"}
+
+
+@router.get(
+    "/devices/{device_id}/telemetry/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {media: {} for media in _MEDIA_TYPES.values()}}},
+)
+def export_telemetry(
+    request: Request,
+    _: Reader,
+    device_id: str,
+    metric: Metric,
+    start: Start = None,
+    end: End = None,
+    format: ExportFormat = ExportFormat.CSV,
+) -> StreamingResponse:
+    """Every raw point of one metric between ``start`` and ``end``, oldest first, as CSV
+    (``time,value``) or NDJSON: streamed while it is read from the store a page at a time, so a
+    series of any length takes little memory."""
+    first, last = _window(start, end)
+    try:
+        query = model.Query(device_id, metric, first, last)
+    except InvalidQuery as exc:
+        raise _unprocessable(exc) from None
+    pages = _service(request).export(query)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{device_id}-{metric}")[:100]
+    return StreamingResponse(
+        _csv(pages) if format is ExportFormat.CSV else _ndjson(pages),
+        media_type=_MEDIA_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="{name}.{format}"'},
+    )
+
+
+def _time(moment: datetime) -> str:
+    """As in the JSON answers: ISO 8601 in UTC, with ``Z``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _csv(pages: Iterable[list[model.Point]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["time", "value"])
+    for points in pages:
+        writer.writerows((_time(point.time), _csv_value(point.value)) for point in points)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def _csv_value(value: float | bool | str | None) -> str:
+    if value is None or isinstance(value, str):
+        return value or ""
+    return json.dumps(value)  # true/false, and floats as in JSON
+
+
+def _ndjson(pages: Iterable[list[model.Point]]) -> Iterator[str]:
+    for points in pages:
+        yield "".join(
+            json.dumps({"time": _time(point.time), "value": point.value}) + "\n" for point in points
+        )
 
 
 @router.get("/telemetry/latest")

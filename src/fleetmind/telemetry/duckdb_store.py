@@ -14,7 +14,16 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from fleetmind.telemetry.model import Aggregation, DeviceRows, Latest, Point, Query
+from fleetmind.telemetry.model import (
+    Aggregation,
+    DeviceRows,
+    Latest,
+    Page,
+    Point,
+    Query,
+    finite,
+    page,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS telemetry (
@@ -43,6 +52,7 @@ UNION ALL
 SELECT {_COLUMNS} FROM batch SEMI JOIN fresh USING (device_id, boot, seq)
 """
 
+_MICROSECOND = timedelta(microseconds=1)
 _AGGREGATES = {
     Aggregation.AVG: "avg(value)",
     Aggregation.MIN: "min(value)",
@@ -98,29 +108,12 @@ class DuckDBTelemetryStore:
             [f"{int(self._dedupe_window.total_seconds())} seconds"],
         )
 
-    def query(self, query: Query) -> list[Point]:
+    def query(self, query: Query) -> Page:
         cursor = self._db.cursor()
         try:
             if query.bucket is None:
-                rows = cursor.execute(
-                    "SELECT ts, value, string_value, bool_value FROM telemetry"
-                    " WHERE device_id = ? AND metric = ? AND ts BETWEEN ? AND ? ORDER BY ts",
-                    [query.device_id, query.metric, query.start, query.end],
-                ).fetchall()
-                return [
-                    Point(ts, next((v for v in (number, text, flag) if v is not None), None))
-                    for ts, number, text, flag in rows
-                ]
-            seconds = query.bucket.total_seconds()
-            rows = cursor.execute(
-                f"SELECT time_bucket(to_microseconds(?), ts) AS bucket, {_AGGREGATES[query.agg]}"
-                " FROM telemetry WHERE device_id = ? AND metric = ? AND ts BETWEEN ? AND ?"
-                " GROUP BY bucket ORDER BY bucket",
-                [int(seconds * 1_000_000), query.device_id, query.metric, query.start, query.end],
-            ).fetchall()
-            return [
-                Point(bucket, None if value is None else float(value)) for bucket, value in rows
-            ]
+                return page(_points(cursor, query), query)
+            return Page(_buckets(cursor, query, query.bucket))
         finally:
             cursor.close()
 
@@ -169,3 +162,32 @@ class DuckDBTelemetryStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _points(cursor: duckdb.DuckDBPyConnection, query: Query) -> list[Point]:
+    """Up to one more than a page: points at one time are ordered by their values (equal
+    ones are interchangeable), so a cursor's skip count always skips the same points."""
+    after = query.after
+    rows = cursor.execute(
+        "SELECT ts, value, string_value, bool_value FROM telemetry"
+        " WHERE device_id = ? AND metric = ? AND ts BETWEEN ? AND ? AND ts >= ?"
+        " ORDER BY ts, value, string_value, bool_value LIMIT ? OFFSET ?",
+        [query.device_id, query.metric, query.start, query.end,
+         after.time if after else query.start, query.limit + 1, after.skip if after else 0],
+    ).fetchall()  # fmt: skip
+    return [
+        Point(ts, next((v for v in (number, text, flag) if v is not None), None))
+        for ts, number, text, flag in rows
+    ]
+
+
+def _buckets(cursor: duckdb.DuckDBPyConnection, query: Query, bucket: timedelta) -> list[Point]:
+    rows = cursor.execute(
+        f"SELECT time_bucket(to_microseconds(?), ts) AS bucket, {_AGGREGATES[query.agg]}"
+        " FROM telemetry WHERE device_id = ? AND metric = ? AND ts BETWEEN ? AND ?"
+        " GROUP BY bucket ORDER BY bucket",
+        [bucket // _MICROSECOND, query.device_id, query.metric, query.start, query.end],
+    ).fetchall()
+    return [
+        Point(bucket, finite(None if value is None else float(value))) for bucket, value in rows
+    ]

@@ -7,7 +7,16 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from fleetmind.telemetry.model import Aggregation, DeviceRows, Latest, Point, Query
+from fleetmind.telemetry.model import (
+    Aggregation,
+    DeviceRows,
+    Latest,
+    Page,
+    Point,
+    Query,
+    finite,
+    page,
+)
 
 
 class TelemetryStore(Protocol):
@@ -22,7 +31,11 @@ class TelemetryStore(Protocol):
         """
         ...
 
-    def query(self, query: Query) -> list[Point]: ...
+    def query(self, query: Query) -> Page:
+        """Raw points: the ``query.limit`` points after ``query.after``, ordered by time and, at
+        one time, in a fixed order (so pages follow each other exactly), with the cursor to the
+        next page when more follow. With a bucket: every bucket's aggregate, in time order."""
+        ...
 
     def latest(self, since: datetime) -> dict[str, list[Latest]]:
         """The newest value of every metric of every device that reported after ``since``."""
@@ -71,9 +84,9 @@ class MemoryTelemetryStore:
             self._rows.extend(kept)
         return len(kept)
 
-    def query(self, query: Query) -> list[Point]:
+    def query(self, query: Query) -> Page:
         with self._lock:
-            rows = sorted(
+            rows = sorted(  # stable: points at one time keep the order they were stored in
                 (
                     row
                     for row in self._rows
@@ -84,13 +97,17 @@ class MemoryTelemetryStore:
                 key=lambda row: row["ts"],  # type: ignore[arg-type, return-value]
             )
         if query.bucket is None:
-            return [Point(row["ts"], _value(row)) for row in rows]  # type: ignore[arg-type]
+            if query.after is not None:  # its points at its time come first: skip those
+                after = query.after
+                rows = [row for row in rows if row["ts"] >= after.time][after.skip :]  # type: ignore[operator]
+            points = [Point(row["ts"], _value(row)) for row in rows[: query.limit + 1]]  # type: ignore[arg-type]
+            return page(points, query)
         buckets: dict[datetime, list[dict[str, object]]] = defaultdict(list)
         epoch = datetime.fromtimestamp(0, query.start.tzinfo)
         for row in rows:
             ts: datetime = row["ts"]  # type: ignore[assignment]
             buckets[epoch + (ts - epoch) // query.bucket * query.bucket].append(row)
-        return [Point(start, _aggregate(members, query.agg)) for start, members in buckets.items()]
+        return Page([Point(start, _aggregate(rows, query.agg)) for start, rows in buckets.items()])
 
     def latest(self, since: datetime) -> dict[str, list[Latest]]:
         newest: dict[tuple[str, str], dict[str, object]] = {}
@@ -137,4 +154,4 @@ def _aggregate(rows: list[dict[str, object]], agg: Aggregation) -> float | None:
         return min(numbers)
     if agg is Aggregation.MAX:
         return max(numbers)
-    return sum(numbers) / len(numbers)
+    return finite(sum(numbers) / len(numbers))

@@ -60,11 +60,30 @@ class HubClient:
     def delete_device(self, device_id: str) -> None:
         self.request("DELETE", f"/api/v1/devices/{device_id}")
 
-    def telemetry(self, device_id: str, params: dict[str, str]) -> dict[str, Any]:
+    def telemetry(
+        self, device_id: str, params: dict[str, str], *, limit: int | None = None
+    ) -> dict[str, Any]:
+        """A series, its raw points read page after page (following ``next``) up to ``limit``
+        points, or all of them; ``next`` in the answer says where a series cut short goes on."""
+        path = f"/api/v1/devices/{device_id}/telemetry"
         series: dict[str, Any] = self.request(
-            "GET", f"/api/v1/devices/{device_id}/telemetry", params=params
+            "GET", path, params=params | {"limit": _page_size(limit, 0)}
         )
+        points: list[Any] = series["points"]
+        while series.get("next") and (limit is None or len(points) < limit):
+            more = {"limit": _page_size(limit, len(points)), "cursor": series["next"]}
+            page = self.request("GET", path, params=params | more)
+            points.extend(page["points"])
+            series["next"] = page["next"]
         return series
+
+
+#: the hub's largest page of raw points
+PAGE_SIZE = 10_000
+
+
+def _page_size(limit: int | None, have: int) -> str:
+    return str(PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - have))
 
 
 def _detail(response: httpx.Response) -> str:
