@@ -128,7 +128,7 @@ names = st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True)
 values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=64),
     st.booleans(),
-    st.text(max_size=50),
+    st.text(st.characters(exclude_characters="\x00"), max_size=50),
 )
 readings = st.lists(
     st.builds(senml.Reading, names, st.floats(NOW - 86400, NOW + 60), values),
@@ -158,12 +158,16 @@ def test_fuzz_bytes_only_ever_raise_wire_errors(payload: bytes) -> None:
         senml.decode(payload, device_id="d1", now=NOW)
 
 
+#: any code point, lone surrogates and NUL included: what a hostile JSON sender can write
+hostile_text = st.text(st.characters(codec=None, categories=None), max_size=20)
+#: integers far past 64 bits (JSON has no limit; CBOR encodes them as bignums)
+hostile_integers = st.integers() | st.integers(min_value=-(10**400), max_value=10**400)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | hostile_integers | st.floats() | hostile_text,
     lambda children: (
         st.lists(children, max_size=5)
         | st.dictionaries(
-            st.sampled_from(["n", "v", "t", "bt", "bn", "u", "vs", "vb", "s", "x_"])
+            st.sampled_from(["n", "v", "t", "bt", "bn", "u", "vs", "vb", "s", "x_", "bid", "seq"])
             | st.text(max_size=5),
             children,
             max_size=6,
@@ -173,13 +177,65 @@ json_values = st.recursive(
 )
 
 
+def assert_storable(pack: senml.Pack) -> None:
+    """What a store needs of a decoded pack: columns of one length, finite numbers, UTF-8 text."""
+    assert len(pack.names) == len(pack.times) == len(pack.values) == len(pack.units)
+    assert all(
+        math.isfinite(number) for number in (*pack.times, *pack.values) if number is not None
+    )
+    for text in (*pack.names, *pack.strings, *pack.units, pack.boot):
+        if text is not None:
+            assert "\x00" not in text
+            text.encode()
+    assert pack.seq is None or 0 <= pack.seq < 2**63
+
+
 @settings(max_examples=500)
 @given(st.lists(json_values, max_size=5))
 def test_fuzz_json_structures_only_ever_raise_wire_errors(document: list[object]) -> None:
-    payload = json.dumps(document).encode()
-    for encoded in (payload, cbor2.dumps(document)):
+    encodings = [json.dumps(document).encode()]
+    with contextlib.suppress(UnicodeEncodeError):  # CBOR text cannot hold a lone surrogate
+        encodings.append(cbor2.dumps(document))
+    for encoded in encodings:
         try:
             pack = senml.decode(encoded, device_id="d1", now=NOW)
         except WireError:
             continue
-        assert len(pack.names) == len(pack.times) == len(pack.values)
+        assert_storable(pack)
+
+
+@given(
+    st.sampled_from(["vs", "u", "bid", "bn"]),
+    st.sampled_from(["\ud800", "\udfff", "a\x00b", "x\ud83d"]),
+    st.booleans(),
+)
+def test_text_that_no_store_can_keep_is_refused(field: str, text: str, as_cbor: bool) -> None:
+    """Lone surrogates arrive in JSON escapes; CBOR cannot carry them, but NUL it can."""
+    if as_cbor and "\x00" not in text:
+        return
+    labels = senml.CBOR_LABELS if as_cbor else senml.JSON_LABELS
+    record: dict[object, object] = {labels.n: "temp"}
+    if field == "vs":
+        record[labels.vs] = text
+    else:
+        record[labels.v] = 1.0
+        record[getattr(labels, field, field)] = text
+    payload = cbor2.dumps([record]) if as_cbor else json.dumps([record]).encode()
+    with pytest.raises(DecodeError) as raised:
+        senml.decode(payload, device_id="d1", now=NOW)
+    assert raised.value.reason == "text"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'[{"n": "temp", "v": 1' + b"0" * 400 + b"}]",
+        cbor2.dumps([{0: "temp", 2: 10**400}]),
+        cbor2.dumps([{0: "temp", 2: -(10**400)}]),
+        b'[{"n": "temp", "v": 1, "bt": 1' + b"0" * 400 + b"}]",
+    ],
+)
+def test_numbers_beyond_a_double_are_refused(payload: bytes) -> None:
+    with pytest.raises(WireError) as raised:
+        senml.decode(payload, device_id="d1", now=NOW)
+    assert raised.value.reason in ("number", "time")

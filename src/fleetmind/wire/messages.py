@@ -6,8 +6,10 @@
     up/event/command     {"id": "...", "ok": true, "result": {...}} or {"ok": false, "error": "..."}
     up/csr               {"csr": "-----BEGIN CERTIFICATE REQUEST-----..."}   device -> hub
     down/certificate     {"certificate": "-----BEGIN CERTIFICATE-----..."} or {"error": "..."}
+    down/reject          {"kind": "telemetry", "reason": "time", "detail": "..."}   hub -> device
 
-Every message is a JSON object within :data:`MAX_MESSAGE_BYTES`; anything else raises DecodeError.
+Every message is a JSON object within :data:`MAX_MESSAGE_BYTES` whose strings are valid text and
+whose integers fit 64 bits; anything else raises DecodeError.
 """
 
 import json
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetmind.wire.errors import DecodeError, LimitError
+from fleetmind.wire.text import MAX_INT, check_document
 
 MAX_MESSAGE_BYTES = 96 * 1024  # a 64 KiB twin document and its envelope
 DESIRED = "desired"
@@ -23,6 +26,7 @@ COMMAND = "command"
 COMMAND_RESULT = "event/command"
 CSR = "csr"
 CERTIFICATE = "certificate"
+REJECT = "reject"
 #: a PEM CSR or certificate fits easily
 MAX_PEM = 8 * 1024
 
@@ -36,6 +40,7 @@ def _object(payload: bytes) -> dict[str, Any]:
         raise DecodeError("not valid JSON") from None
     if not isinstance(document, dict):
         raise DecodeError("a message is a JSON object", reason="type")
+    check_document(document, "message")
     return document
 
 
@@ -45,8 +50,8 @@ def _encode(document: dict[str, Any]) -> bytes:
 
 def _version(document: dict[str, Any], key: str) -> int:
     value = document.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise DecodeError(f"{key} must be a non-negative integer", reason="field")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise DecodeError(f"{key} must be a non-negative 64-bit integer", reason="field")
     return value
 
 
@@ -181,3 +186,23 @@ class Certificate:
         if "certificate" in document:
             return cls(_text(document, "certificate", MAX_PEM))
         return cls(None, _text(document, "error", 500))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The hub's notice that it refused a message of this device (at most one a minute per kind
+    and reason): what kind of message, the reason's short name, and why in words."""
+
+    kind: str
+    reason: str
+    detail: str
+
+    def encode(self) -> bytes:
+        return _encode({"kind": self.kind, "reason": self.reason, "detail": self.detail})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "Rejected":
+        document = _object(payload)
+        return cls(
+            _text(document, "kind"), _text(document, "reason"), _text(document, "detail", 500)
+        )

@@ -25,6 +25,7 @@ import cbor2
 
 from fleetmind.wire.errors import DecodeError, LimitError
 from fleetmind.wire.limits import DEFAULT_LIMITS, Limits
+from fleetmind.wire.text import check_text
 
 #: RFC 8428 section 4.5.1: times below 2**28 are relative to now
 RELATIVE_TIME_LIMIT: Final = 2**28
@@ -195,7 +196,10 @@ def _number(value: object, what: str) -> float:
     # bool is an int in Python, but never a SenML number
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DecodeError(f"{what} must be a number, not {type(value).__name__}", reason="type")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits (JSON, or a CBOR bignum)
+        raise DecodeError(f"{what} is out of range", reason="number") from None
     if not math.isfinite(number):
         raise DecodeError(f"{what} must be finite", reason="type")
     return number
@@ -204,7 +208,7 @@ def _number(value: object, what: str) -> float:
 def _text(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise DecodeError(f"{what} must be a string, not {type(value).__name__}", reason="type")
-    return value
+    return check_text(value, what)
 
 
 def _resolve(  # noqa: PLR0912, PLR0915 - one pass over the records, kept flat for speed

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fleetmind.wire.errors import DecodeError
+from fleetmind.wire.text import check_text
 
 State = Literal["online", "offline"]
 
@@ -29,4 +30,6 @@ def decode(payload: bytes) -> Status:
     if not isinstance(document, dict) or document.get("state") not in ("online", "offline"):
         raise DecodeError("status needs state 'online' or 'offline'", reason="field")
     boot = document.get("boot")
-    return Status(document["state"], boot[:64] if isinstance(boot, str) else None)
+    return Status(
+        document["state"], check_text(boot[:64], "boot") if isinstance(boot, str) else None
+    )
