@@ -5,6 +5,7 @@ Whatever a caller sends, the answer is a page of bounded size or a 422 that says
 never a server error; a series of 500,000 points is read in bounded pages and exported in a
 stream."""
 
+import base64
 import csv
 import io
 import json
@@ -169,8 +170,9 @@ durations = st.one_of(
 )
 texts = st.text(max_size=40)
 numbers = st.integers(-(10**25), 10**25).map(str)
-cursors = st.one_of(texts, st.binary(max_size=30).map(lambda b: b.hex()),
-                    st.tuples(numbers, numbers).map(lambda t: f"{t[0]}.{t[1]}"))  # fmt: skip
+pairs = st.tuples(numbers, numbers).map(lambda t: f"{t[0]}.{t[1]}")
+cursors = st.one_of(texts, st.binary(max_size=30).map(lambda b: b.hex()), pairs,
+                    pairs.map(lambda t: base64.urlsafe_b64encode(t.encode()).decode()))  # fmt: skip
 
 
 def maybe(strategy: st.SearchStrategy[str]) -> st.SearchStrategy[str | None]:
