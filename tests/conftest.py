@@ -22,8 +22,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from fleetmind.devices import model
-from fleetmind.devices.service import DeviceService, write_mosquitto_files
+from fleetmind.devices import model, mosquitto
+from fleetmind.devices.service import DeviceService
 from fleetmind.wire import status, topics
 
 
@@ -158,23 +158,37 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
 
 @dataclass
 class Mosquitto:
+    #: the devices' password listener
     port: int
+    #: the hub's own listener (127.0.0.1)
+    hub_port: int
     directory: Path
     process: subprocess.Popen[bytes]
 
+    def hub_url(self, secret: str) -> str:
+        """``--broker-url`` for a hub whose secret is ``secret``."""
+        return f"mqtt://{model.HUB_USERNAME}:{secret}@127.0.0.1:{self.hub_port}"
 
-def mosquitto_conf(directory: Path, port: int, tls_port: int | None = None) -> Path:
+
+def mosquitto_conf(
+    directory: Path, port: int, hub_port: int, tls_port: int | None = None, **options: int
+) -> Path:
     conf = directory / "mosquitto.conf"
+    text = mosquitto.config(
+        str(directory), "127.0.0.1", port, hub_port=hub_port, tls_port=tls_port, **options
+    )
     # "user root" is read only when started as root: it keeps access to our files
-    text = model.mosquitto_config(str(directory), "127.0.0.1", port, tls_port)
     conf.write_text(text + "user root\n")
     return conf
 
 
-def start_mosquitto(directory: Path, port: int, tls_port: int | None = None) -> Mosquitto:
+def start_mosquitto(
+    directory: Path, port: int, tls_port: int | None = None, **options: int
+) -> Mosquitto:
     """Mosquitto with FleetMind's files in ``directory`` (written before)."""
     binary = require("mosquitto")
-    conf = mosquitto_conf(directory, port, tls_port)
+    hub_port = free_port()
+    conf = mosquitto_conf(directory, port, hub_port, tls_port, **options)
     log = (directory / "mosquitto.log").open("wb")
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     (directory / "mosquitto.pid").write_text(f"{process.pid}\n")
@@ -186,16 +200,47 @@ def start_mosquitto(directory: Path, port: int, tls_port: int | None = None) -> 
             return probe.connect_ex(("127.0.0.1", port)) == 0
 
     wait_until(listening, timeout=10)
-    return Mosquitto(port, directory, process)
+    return Mosquitto(port, hub_port, directory, process)
+
+
+def mosquitto_for_hub(directory: Path, hub_secret: str, tls_port: int | None = None) -> Mosquitto:
+    """Mosquitto for a hub that will keep its files current (``--mosquitto-dir``)."""
+    mosquitto.bootstrap(directory, model.hash_secret(hub_secret))
+    return start_mosquitto(directory, free_port(), tls_port)
 
 
 def mosquitto_for(
-    directory: Path, devices: DeviceService, hub_secret: str, tls_port: int | None = None
+    directory: Path,
+    devices: DeviceService,
+    hub_secret: str,
+    tls_port: int | None = None,
+    **options: int,
 ) -> Mosquitto:
-    write_mosquitto_files(directory, devices, model.hash_secret(hub_secret))
+    """Mosquitto for the registry of ``devices``, with the files a hub would write."""
+    mosquitto.write_files(directory, devices, model.hash_secret(hub_secret))
     if devices.ca is not None:
         devices.ca.server_files(directory, ["127.0.0.1"])
-    return start_mosquitto(directory, free_port(), tls_port)
+    return start_mosquitto(directory, free_port(), tls_port, **options)
+
+
+class HubSink:
+    """The hub's identity on a broker's hub listener: subscribed to every device's uplink, it
+    acknowledges what arrives (as the hub does once it has committed it). It reconnects by
+    itself when the broker comes back."""
+
+    def __init__(self, port: int, secret: str) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="_hub-sink")
+        self.client.username_pw_set(model.HUB_USERNAME, secret)
+        self.client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)
+        self.client.on_connect = lambda c, *_: c.subscribe(topics.UPLINK_FILTER, qos=1)
+        self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload))
+        self.client.connect_async("127.0.0.1", port)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def device_json(device: dict[str, object]) -> str:

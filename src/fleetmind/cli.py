@@ -102,7 +102,11 @@ def hub(
     mqtt_host: Annotated[str, typer.Option(envvar="FLEETMIND_MQTT_HOST")] = "127.0.0.1",
     mqtt_port: Annotated[
         int | None,
-        typer.Option(envvar="FLEETMIND_MQTT_PORT", help="Embedded broker: 1883 or a free one."),
+        typer.Option(
+            envvar="FLEETMIND_MQTT_PORT",
+            help="The devices' password port (embedded broker: 1883 or a free one; external:"
+            " the port devices are told, default 1883).",
+        ),
     ] = None,
     mqtt_tls_port: Annotated[
         int | None,
@@ -133,7 +137,10 @@ def hub(
     ] = None,
     broker_url: Annotated[
         str | None,
-        typer.Option(envvar="FLEETMIND_BROKER_URL", help="An external broker, mqtt://host:port."),
+        typer.Option(
+            envvar="FLEETMIND_BROKER_URL",
+            help="The hub's own listener on an external broker, mqtt://_hub:SECRET@127.0.0.1:PORT.",
+        ),
     ] = None,
     mosquitto_dir: Annotated[
         Path | None,

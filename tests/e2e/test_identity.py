@@ -15,7 +15,15 @@ import pytest
 from cryptography import x509
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import Mosquitto, RunningHub, free_port, start_hub, start_mosquitto, stop, wait_until
+from conftest import (
+    Mosquitto,
+    RunningHub,
+    free_port,
+    mosquitto_for_hub,
+    start_hub,
+    stop,
+    wait_until,
+)
 from fleetmind.agent.credentials import Credentials
 from fleetmind.devices import certificates, model
 from fleetmind.devices.ca import CertificateAuthority
@@ -233,16 +241,12 @@ def mosquitto_hub(tmp_path: Path) -> Iterator[MosquittoHub]:
     ca.server_files(broker_dir, ["127.0.0.1"])
     (broker_dir / "crl.pem").write_bytes(ca.revocation_list([]))
     secret = model.new_secret()
-    (broker_dir / "passwd").write_text(
-        model.mosquitto_password_file({model.HUB_USERNAME: model.hash_secret(secret)})
-    )
-    (broker_dir / "acl").write_text(model.mosquitto_acl_file())
     tls_port = free_port()
-    mosquitto = start_mosquitto(broker_dir, free_port(), tls_port)
+    mosquitto = mosquitto_for_hub(broker_dir, secret, tls_port)
     try:
         hub = start_hub(
             data_dir,
-            "--broker-url", f"mqtt://{model.HUB_USERNAME}:{secret}@127.0.0.1:{mosquitto.port}",
+            "--broker-url", mosquitto.hub_url(secret), "--mqtt-port", str(mosquitto.port),
             "--mosquitto-dir", str(broker_dir), "--mqtt-tls-port", str(tls_port),
         )  # fmt: skip
         yield MosquittoHub(hub, mosquitto)

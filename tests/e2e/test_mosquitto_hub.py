@@ -12,10 +12,9 @@ from conftest import (
     Mosquitto,
     RunningHub,
     connect,
-    free_port,
+    mosquitto_for_hub,
     publish,
     start_hub,
-    start_mosquitto,
     stop,
     wait_until,
 )
@@ -33,14 +32,10 @@ class Setup:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     broker_dir = tmp_path_factory.mktemp("mosquitto")
     secret = model.new_secret()
-    (broker_dir / "passwd").write_text(
-        model.mosquitto_password_file({model.HUB_USERNAME: model.hash_secret(secret)})
-    )
-    (broker_dir / "acl").write_text(model.mosquitto_acl_file())
-    mosquitto = start_mosquitto(broker_dir, free_port())
+    mosquitto = mosquitto_for_hub(broker_dir, secret)
     hub = start_hub(
         tmp_path_factory.mktemp("hub") / "data",
-        "--broker-url", f"mqtt://{model.HUB_USERNAME}:{secret}@127.0.0.1:{mosquitto.port}",
+        "--broker-url", mosquitto.hub_url(secret), "--mqtt-port", str(mosquitto.port),
         "--mosquitto-dir", str(broker_dir),
     )  # fmt: skip
     yield Setup(hub, mosquitto)

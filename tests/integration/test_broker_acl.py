@@ -3,162 +3,25 @@ passwords on the plain listener and certificates on the mutual-TLS one."""
 
 import asyncio
 import contextlib
-import os
 import queue
-import signal
-import socket
 import ssl
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from brokers import Broker, Client, broker  # noqa: F401 - broker is the fixture
 
-from conftest import free_port, mosquitto_for, stop, wait_until
 from fleetmind.agent.credentials import Credentials
 from fleetmind.audit.model import AuditQuery
 from fleetmind.audit.service import AuditService
 from fleetmind.audit.store import AuditStore
-from fleetmind.devices import model
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.model import DeviceState
-from fleetmind.devices.service import DeviceService, NewDevice, write_mosquitto_files
-from fleetmind.devices.store import DeviceStore
-from fleetmind.hub.broker import SWEEP_S, EmbeddedBroker, RegistryAuthPlugin, TlsListener
-from fleetmind.hub.registry import create_engine, migrate
+from fleetmind.devices.service import NewDevice
+from fleetmind.hub.broker import SWEEP_S, RegistryAuthPlugin
+from fleetmind.hub.registry import create_engine
 from fleetmind.transport.paho import AsyncClient
-
-HUB_SECRET = model.new_secret()
-
-
-@dataclass
-class Broker:
-    kind: str
-    port: int
-    devices: DeviceService
-    store: DeviceStore
-    secrets: dict[str, str]
-    directory: Path
-    tls_port: int
-    #: the devices' mutual-TLS identities
-    tls: dict[str, Credentials]
-
-    def credentials_changed(self) -> None:
-        """What the hub does after a registry change (Mosquitto reads files on SIGHUP)."""
-        if self.kind == "mosquitto":
-            write_mosquitto_files(self.directory, self.devices, model.hash_secret(HUB_SECRET))
-            pid = int((self.directory / "mosquitto.pid").read_text())
-            os.kill(pid, signal.SIGHUP)
-            time.sleep(0.5)
-
-
-@pytest.fixture(params=["amqtt", "mosquitto"])
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
-    engine = create_engine(url)
-    migrate(engine)
-    store = DeviceStore(engine)
-    devices = DeviceService(store, ca=CertificateAuthority.open(tmp_path / "ca"))
-    created = {name: devices.add(name) for name in ("d1", "d2")}
-    secrets = {name: item.secret for name, item in created.items()}
-    tls_port = free_port()
-    tls = {
-        name: Credentials.from_device(
-            {"id": name, "mqtts": {"host": "127.0.0.1", "port": tls_port,
-                                   "ca": item.ca.decode(), "certificate": item.certificate.decode(),
-                                   "private_key": item.private_key.decode()}}  # type: ignore[union-attr]
-        )
-        for name, item in created.items()
-    }  # fmt: skip
-    if request.param == "amqtt":
-        port = free_port()
-        assert devices.ca is not None
-        files = devices.ca.server_files(tmp_path / "tls", ["127.0.0.1"])
-        embedded = EmbeddedBroker(
-            "127.0.0.1", port, url, model.hash_secret(HUB_SECRET), TlsListener(tls_port, *files)
-        )
-        embedded.start()
-
-        def listening(port: int) -> bool:
-            with socket.socket() as probe:
-                return probe.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_until(lambda: listening(port) and listening(tls_port))
-        yield Broker("amqtt", port, devices, store, secrets, tmp_path, tls_port, tls)
-        embedded.stop()
-    else:
-        mosquitto = mosquitto_for(tmp_path, devices, HUB_SECRET, tls_port)
-        yield Broker("mosquitto", mosquitto.port, devices, store, secrets, tmp_path, tls_port, tls)
-        stop(mosquitto.process)
-
-
-class Client:
-    """A synchronous paho client that records what it receives."""
-
-    def __init__(
-        self,
-        port: int,
-        username: str | None,
-        password: str | None,
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self.refused: str | None = None
-        self._connected = queue.Queue[bool]()
-        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{username}-{time.time()}")
-        if username is not None:
-            self.mqtt.username_pw_set(username, password)
-        if tls is not None:
-            self.mqtt.tls_set_context(tls)
-        self.mqtt.on_connect = self._on_connect
-        self.mqtt.on_message = lambda _c, _u, m: self.received.put((m.topic, m.payload))
-        self.mqtt.on_disconnect = lambda *_: self._connected.put(False)
-        try:
-            self.mqtt.connect("127.0.0.1", port)
-        except OSError as exc:  # a refused TLS handshake
-            self.refused, self.ok = str(exc), False
-            return
-        self.mqtt.loop_start()
-        self.ok = self._connected.get(timeout=10)
-
-    def lost(self, timeout: float) -> bool:
-        """True if the broker drops the connection within ``timeout``."""
-        try:
-            return not self._connected.get(timeout=timeout)
-        except queue.Empty:
-            return False
-
-    def _on_connect(self, _c: object, _u: object, _f: object, reason: object, _p: object) -> None:
-        failed = getattr(reason, "is_failure", False)
-        self.refused = str(reason) if failed else None
-        self._connected.put(not failed)
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.mqtt.publish(topic, payload, qos=1).wait_for_publish(timeout=5)
-
-    def subscribe(self, topic_filter: str) -> None:
-        done = queue.Queue[None]()
-        self.mqtt.on_subscribe = lambda *_: done.put(None)
-        self.mqtt.subscribe(topic_filter, qos=1)
-        done.get(timeout=5)
-
-    def drain(self, until: bytes, timeout: float = 10) -> list[tuple[str, bytes]]:
-        """Everything received up to and including the payload ``until``."""
-        seen: list[tuple[str, bytes]] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            topic, payload = self.received.get(timeout=max(0.01, deadline - time.monotonic()))
-            seen.append((topic, payload))
-            if payload == until:
-                return seen
-
-    def close(self) -> None:
-        self.mqtt.disconnect()
-        self.mqtt.loop_stop()
 
 
 def test_anonymous_and_wrong_credentials_are_refused(broker: Broker) -> None:
@@ -186,8 +49,7 @@ def test_a_deleted_device_cannot_connect(broker: Broker) -> None:
 
 
 def test_a_device_publishes_only_under_its_own_up(broker: Broker) -> None:
-    hub = Client(broker.port, "_hub", HUB_SECRET)
-    hub.subscribe("fm/v1/d/+/up/#")
+    hub = broker.hub()
     d1 = Client(broker.port, "d1", broker.secrets["d1"])
     d1.publish("fm/v1/d/d2/up/telemetry", b"forged")
     d1.publish("fm/v1/d/d1/down/command", b"forged-down")
@@ -199,7 +61,7 @@ def test_a_device_publishes_only_under_its_own_up(broker: Broker) -> None:
 
 
 def test_a_device_reads_only_its_own_down(broker: Broker) -> None:
-    hub = Client(broker.port, "_hub", HUB_SECRET)
+    hub = broker.hub()
     d1 = Client(broker.port, "d1", broker.secrets["d1"])
     for topic_filter in ("fm/v1/d/d2/down/#", "fm/v1/d/+/up/#", "#"):
         with contextlib.suppress(queue.Empty):  # a broker may also drop the request
@@ -223,8 +85,7 @@ def test_a_device_reads_only_its_own_down(broker: Broker) -> None:
 def test_acknowledged_messages_survive_an_abrupt_disconnect(broker: Broker) -> None:
     """Every message the broker acknowledged reaches the hub, even when the device vanishes
     right after the last acknowledgement."""
-    hub = Client(broker.port, "_hub", HUB_SECRET)
-    hub.subscribe("fm/v1/d/+/up/#")
+    hub = broker.hub()
 
     async def burst() -> None:
         device = AsyncClient(
@@ -255,8 +116,7 @@ def _context(identity: Credentials) -> ssl.SSLContext:
 
 
 def test_a_certificate_is_the_identity_whatever_username_is_sent(broker: Broker) -> None:
-    hub = Client(broker.port, "_hub", HUB_SECRET)
-    hub.subscribe("fm/v1/d/+/up/#")
+    hub = broker.hub()
     d1 = Client(broker.tls_port, "d2", "not-a-secret", _context(broker.tls["d1"]))
     assert d1.ok, d1.refused
     d1.publish("fm/v1/d/d2/up/telemetry", b"forged")  # d1's certificate, d2's topic
@@ -320,8 +180,7 @@ def test_a_deleted_device_s_certificate_does_not_open_its_successor(broker: Brok
     d2, is refused (revoked at the deletion, and bound to the record it was issued for); the
     new d2's certificate connects and its data arrives. The embedded broker also drops an old
     connection at once, even though a device of its name is active again."""
-    hub = Client(broker.port, "_hub", HUB_SECRET)
-    hub.subscribe("fm/v1/d/+/up/#")
+    hub = broker.hub()
     old = _context(broker.tls["d2"])
     connected = Client(broker.tls_port, None, None, old)
     assert connected.ok, connected.refused
@@ -387,8 +246,7 @@ def test_repeated_mqtt_auth_failures_lock_the_username(broker: Broker) -> None:
 def test_a_connected_device_that_is_suspended_is_cut_off(broker: Broker) -> None:
     """The embedded broker drops the connection; Mosquitto keeps it open but, with the ACL it
     rereads, lets nothing through any more."""
-    hub = Client(broker.port, "_hub", HUB_SECRET)
-    hub.subscribe("fm/v1/d/+/up/#")
+    hub = broker.hub()
     device = Client(broker.tls_port, None, None, _context(broker.tls["d2"]))
     assert device.ok
     device.publish("fm/v1/d/d2/up/telemetry", b"before")

@@ -27,6 +27,7 @@ from fleetmind.auth.api import require
 from fleetmind.auth.model import Scope
 from fleetmind.auth.service import AuthService
 from fleetmind.auth.store import TokenStore
+from fleetmind.devices.rejects import RejectLog
 from fleetmind.hub.registry import create_engine, migrate
 from fleetmind.telemetry.api import router as telemetry_router
 from fleetmind.telemetry.duckdb_store import DuckDBTelemetryStore
@@ -84,7 +85,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     app.include_router(audit_router, dependencies=[Depends(require(Scope.ADMIN))])
     app.state.auth = auth
     app.state.audit = AuditService(AuditStore(engine))
-    app.state.telemetry = TelemetryService(store, IngestStats())
+    app.state.telemetry = TelemetryService(store, IngestStats(), RejectLog())
     headers = {"Authorization": f"Bearer {token}"}
     with TestClient(app, headers=headers, raise_server_exceptions=False) as test_client:
         yield test_client

@@ -1,10 +1,14 @@
-"""Ingest: bad messages are rejected with a counted reason and never stop the batch."""
+"""Ingest: bad messages are refused with a reason and never stop the batch; a message the store
+itself cannot take is found and refused alone; a store that cannot commit stops the batch."""
 
 import json
 import time
 
 import cbor2
+import pyarrow as pa
+import pytest
 
+from fleetmind.telemetry.errors import StoreUnavailable
 from fleetmind.telemetry.ingest import Ingestor, Message
 from fleetmind.telemetry.store import MemoryTelemetryStore
 from fleetmind.wire import senml
@@ -15,7 +19,7 @@ def good(seq: int, device: str = "d1") -> Message:
     return Message(device, senml.encode_cbor([reading], boot="b", seq=seq))
 
 
-def test_bad_input_is_counted_and_the_good_rest_is_stored() -> None:
+def test_bad_input_is_refused_with_reasons_and_the_good_rest_is_stored() -> None:
     store = MemoryTelemetryStore()
     ingestor = Ingestor(store)
     now = time.time()
@@ -26,15 +30,19 @@ def test_bad_input_is_counted_and_the_good_rest_is_stored() -> None:
         Message("d1", b"[" + b" " * 70_000 + b"]"),
         Message("d1", json.dumps([{"n": "temp", "v": 1, "bt": now - 90 * 86400}]).encode()),
         Message("d1", cbor2.dumps([{0: "temp", 2: 1.0, 6: now + 86400}])),
+        Message("d1", b'[{"n": "temp", "vs": "\\ud800"}]'),
+        Message("d1", b'[{"n": "temp", "v": 1' + b"0" * 400 + b"}]"),
         good(2),
     ]
-    seen = ingestor.ingest(batch)
+    ingested = ingestor.ingest(batch)
     assert store.count() == 2
-    assert set(seen) == {"d1"}
+    assert set(ingested.seen) == {"d1"}
+    assert sorted(r.reason for r in ingested.refused) == [
+        "decode", "number", "size", "text", "time", "time", "type",
+    ]  # fmt: skip
     stats = ingestor.stats.snapshot()
-    assert stats["messages"] == 7
+    assert stats["messages"] == 9
     assert stats["rows_written"] == 2
-    assert stats["rejected"] == {"decode": 1, "type": 1, "size": 1, "time": 2}
 
 
 def test_duplicates_within_and_across_batches_are_counted() -> None:
@@ -44,3 +52,41 @@ def test_duplicates_within_and_across_batches_are_counted() -> None:
     ingestor.ingest([good(2), good(3)])
     assert store.count() == 3
     assert ingestor.stats.duplicates == 2
+
+
+class PickyStore(MemoryTelemetryStore):
+    """A store that cannot take anything from the device ``poison`` (as if its values broke
+    the database), or that is out altogether."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = False
+        self.appends = 0
+
+    def append(self, batch: pa.Table) -> int:
+        self.appends += 1
+        if self.out:
+            raise StoreUnavailable("disk full")
+        if "poison" in batch.column("device_id").to_pylist():
+            raise ValueError("the database refused a value")
+        return super().append(batch)
+
+
+def test_a_message_the_store_cannot_take_is_found_and_refused_alone() -> None:
+    store = PickyStore()
+    ingestor = Ingestor(store)
+    batch = [good(seq, "poison" if seq in (17, 40) else "d1") for seq in range(64)]
+    ingested = ingestor.ingest(batch)
+    assert store.count() == 62
+    assert [(r.message.device_id, r.reason) for r in ingested.refused] == [("poison", "store")] * 2
+    assert all(isinstance(r.error, ValueError) for r in ingested.refused)
+    assert store.appends < 30  # halving: a few appends per culprit, not one per message
+
+
+def test_a_store_that_cannot_commit_fails_the_whole_batch() -> None:
+    store = PickyStore()
+    store.out = True
+    with pytest.raises(StoreUnavailable):
+        Ingestor(store).ingest([good(1), good(2)])
+    store.out = False
+    assert store.count() == 0

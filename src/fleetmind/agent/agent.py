@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from fleetmind.agent import health
-from fleetmind.agent.backoff import Backoff
 from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Outbox, OutboxLimits
 from fleetmind.agent.pipeline import SensorPipeline, SettingsError
@@ -34,6 +33,7 @@ from fleetmind.commands.client import CommandHandlers
 from fleetmind.devices import certificates
 from fleetmind.devices.errors import CertificateError
 from fleetmind.devices.files import write_file
+from fleetmind.transport.backoff import Backoff
 from fleetmind.transport.paho import TransportError
 from fleetmind.twins.client import TwinClient
 from fleetmind.wire import messages, senml, topics

@@ -15,10 +15,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from fleetmind.agent.backoff import Backoff
 from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Entry, Outbox
 from fleetmind.agent.ratelimit import TokenBucket
+from fleetmind.transport.backoff import Backoff
 from fleetmind.transport.paho import AsyncClient, TransportError
 from fleetmind.wire import status, topics
 
@@ -101,12 +101,16 @@ class Uplink:
             try:
                 await client.connect(self._credentials.host, self._credentials.port)
                 await client.subscribe(f"{topics.device_prefix(self._device_id)}/down/#")
+                # the hub may answer the birth (queued commands) before its acknowledgement
+                # arrives: what it sends must find the connection ready to reply
+                self._client = client
                 await client.publish(
                     topics.status(self._device_id),
                     status.encode(status.Status("online", self._boot_id)),
                     retain=True,
                 )
             except TransportError as exc:
+                self._client = None
                 if not down_since_logged:
                     log.warning("%s: uplink down (%s); retrying with backoff", self._device_id, exc)
                     down_since_logged = True
@@ -118,7 +122,6 @@ class Uplink:
                 down_since_logged = False
             self._backoff.reset()
             self.stats.connects += 1
-            self._client = client
             self.connected.set()
             if self.on_connect is not None:
                 hook = asyncio.create_task(self.on_connect(), name=f"{self._device_id}/on-connect")

@@ -9,7 +9,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -162,69 +161,4 @@ def is_allowed(username: str | None, topic: str, action: Action) -> bool:
         return _matches(topic, f"{topics.device_prefix(username)}/up/#")
     return _matches(topic, f"{topics.device_prefix(username)}/down/#") or _matches(
         topic, f"{topics.ROOT}/fleet/down/#"
-    )
-
-
-def mosquitto_password_file(entries: dict[str, str]) -> str:
-    """Mosquitto ``password_file`` lines from username to ``$7$`` hash."""
-    return "".join(f"{username}:{hashed}\n" for username, hashed in sorted(entries.items()))
-
-
-def mosquitto_acl_file(cut_off: Iterable[str] = ()) -> str:
-    """Mosquitto ``acl_file`` equivalent to :func:`is_allowed` (``%u`` is the username).
-
-    Devices in ``cut_off`` (suspended, decommissioned, deleted) are denied every topic: Mosquitto
-    rereads the file on SIGHUP and checks each message, so a device already connected can no
-    longer send or receive anything (its next connection is refused by passwd and CRL)."""
-    root = topics.ROOT
-    denied = "".join(f"user {device}\ntopic deny #\n\n" for device in sorted(cut_off))
-    return (
-        "# Written by FleetMind: devices publish under their own up/, read their own down/.\n"
-        f"{denied}"
-        f"user {HUB_USERNAME}\n"
-        f"topic read {root}/d/+/up/#\n"
-        f"topic write {root}/d/+/down/#\n"
-        f"topic write {root}/fleet/down/#\n"
-        "\n"
-        f"pattern write {root}/d/%u/up/#\n"
-        f"pattern read {root}/d/%u/down/#\n"
-        f"pattern read {root}/fleet/down/#\n"
-    )
-
-
-def mosquitto_config(directory: str, host: str, port: int, tls_port: int | None = None) -> str:
-    """A ``mosquitto.conf`` for FleetMind: no anonymous clients, our password and ACL files,
-    queues deep enough that a hub restart loses nothing devices sent meanwhile, and persistence,
-    so a broker restart does not lose the messages queued for the hub.
-
-    With ``tls_port``, a mutual-TLS listener too: a client certificate of the hub's CA is
-    required, its common name is the username, and the hub's CRL is checked (``ca.crt``,
-    ``server.crt``, ``server.key`` and ``crl.pem`` in ``directory``, written by the hub)."""
-    tls = (
-        ""
-        if tls_port is None
-        else (
-            f"listener {tls_port} {host}\n"
-            f"cafile {directory}/ca.crt\n"
-            f"certfile {directory}/server.crt\n"
-            f"keyfile {directory}/server.key\n"
-            f"crlfile {directory}/crl.pem\n"
-            "require_certificate true\n"
-            "use_identity_as_username true\n"
-            "tls_version tlsv1.2\n"
-        )
-    )
-    return (
-        "# Written by FleetMind.\n"
-        "per_listener_settings false\n"
-        f"listener {port} {host}\n"
-        f"{tls}"
-        "allow_anonymous false\n"
-        f"password_file {directory}/passwd\n"
-        f"acl_file {directory}/acl\n"
-        "max_queued_messages 1000000\n"
-        "max_inflight_messages 0\n"
-        "persistence true\n"
-        f"persistence_location {directory}/\n"
-        "autosave_interval 60\n"
     )

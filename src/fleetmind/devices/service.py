@@ -4,7 +4,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from fleetmind.devices import certificates, enrollment, model
@@ -18,7 +17,6 @@ from fleetmind.devices.errors import (
     DeviceNotFound,
     InvalidDevice,
 )
-from fleetmind.devices.files import write_file
 from fleetmind.devices.model import Device, DeviceCertificate, DeviceState
 from fleetmind.devices.store import DeviceStore, EnrollmentStore
 from fleetmind.wire import topics
@@ -304,20 +302,3 @@ def _valid(items: list[DeviceCertificate]) -> dict[str, str]:
         for item in items
         if item.revoked_at is None and item.device_uid is not None
     }
-
-
-def write_mosquitto_files(directory: Path, devices: DeviceService, hub_secret_hash: str) -> None:
-    """Write ``passwd``, ``acl`` and (with a CA) ``crl.pem`` for an external Mosquitto; each is
-    replaced atomically.
-
-    Mosquitto reads them at start and on SIGHUP (the CRL too: a revoked certificate is refused
-    at its next connection). The files are mode 0640: put them in a group the broker's user
-    belongs to.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    entries = devices.secret_hashes() | {model.HUB_USERNAME: hub_secret_hash}
-    write_file(directory / "passwd", model.mosquitto_password_file(entries), 0o640)
-    write_file(directory / "acl", model.mosquitto_acl_file(devices.cut_off()), 0o640)
-    if devices.ca is not None:
-        crl = devices.ca.revocation_list(devices.revocations())
-        write_file(directory / "crl.pem", crl, 0o640)

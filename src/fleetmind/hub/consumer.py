@@ -1,18 +1,33 @@
 """What the hub does with each batch of uplink messages: route them by topic.
 
 Telemetry goes to the ingestor in one call per batch; status messages update connectivity, state
-messages the twin, command answers their command. The
-batch returns (and the subscriber acknowledges it) only after both are durable.
+messages the twin, command answers their command, CSRs renew a certificate. The batch returns
+(and the subscriber acknowledges it) only after all of it is durable.
+
+No message stops the batch. A message that cannot be taken is refused with a counted reason
+(kept per device, and the device hears of it on ``down/reject``, at most once a minute per kind
+and reason); only an outage of a store (it cannot commit now) goes up, so that nothing of the
+batch is acknowledged and the broker delivers it again.
+
+Retained messages are replayed by the broker at every subscription: only ``up/status`` is
+meant to be retained (the birth and the last will); a retained telemetry pack, state or event
+was taken when it was first delivered and is refused when it comes again.
 """
 
 import contextlib
+import logging
+import time
 from collections.abc import Callable
+
+import sqlalchemy as sa
 
 from fleetmind.audit.model import Outcome
 from fleetmind.audit.service import AuditService
 from fleetmind.commands.service import CommandService
 from fleetmind.devices.errors import DeviceError
+from fleetmind.devices.rejects import RejectLog
 from fleetmind.devices.service import DeviceService
+from fleetmind.telemetry.errors import StoreUnavailable
 from fleetmind.telemetry.ingest import Ingestor, Message
 from fleetmind.transport.paho import Received
 from fleetmind.twins.errors import TwinError
@@ -20,14 +35,29 @@ from fleetmind.twins.service import TwinService
 from fleetmind.wire import messages, status, topics
 from fleetmind.wire.errors import TopicError, WireError
 
+log = logging.getLogger(__name__)
+
 #: publishes (topic, payload, retain) to the broker
 Publish = Callable[[str, bytes, bool], None]
+STATUS = "status"
+TELEMETRY = "telemetry"
+#: seconds between two notices to a device about the same kind and reason of refusal
+NOTICE_INTERVAL_S = 60.0
+_MAX_NOTICES = 100_000
+
+
+def is_outage(error: BaseException) -> bool:
+    """True for a store that cannot commit now (not for something a message held)."""
+    if isinstance(error, StoreUnavailable | sa.exc.OperationalError | sa.exc.InterfaceError):
+        return True
+    return isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
 
 
 class UplinkConsumer:
     def __init__(
         self,
         ingestor: Ingestor,
+        rejects: RejectLog,
         devices: DeviceService,
         twins: TwinService,
         commands: CommandService,
@@ -35,11 +65,19 @@ class UplinkConsumer:
         publish: Publish,
     ) -> None:
         self._ingestor = ingestor
+        self._rejects = rejects
         self._devices = devices
         self._twins = twins
         self._commands = commands
         self._audit = audit
         self._publish = publish
+        self._handlers: dict[str, Callable[[str, bytes], None]] = {
+            STATUS: self._status,
+            messages.STATE: self._state,
+            messages.COMMAND_RESULT: self._command_result,
+            messages.CSR: self._renew,
+        }
+        self._noticed: dict[tuple[str, str, str], float] = {}
 
     def __call__(self, batch: list[Received]) -> None:
         telemetry: list[Message] = []
@@ -47,50 +85,81 @@ class UplinkConsumer:
             try:
                 topic = topics.parse(message.topic)
             except TopicError as exc:
-                self._ingestor.reject("?", exc)
+                self._rejects.record("?", "topic", exc.reason, str(exc), len(message.payload))
                 continue
-            if topic.direction is not topics.Direction.UP:
-                self._ingestor.reject(topic.device_id, TopicError("not an uplink topic"))
+            if topic.direction is not topics.Direction.UP:  # the broker's ACL lets none through
+                self._rejects.record(topic.device_id, "topic", "topic", "not an uplink topic")
                 continue
-            if topic.kind == "telemetry":
-                telemetry.append(Message(topic.device_id, message.payload))
-            elif topic.kind == "status":
-                self._status(topic.device_id, message.payload)
-            elif topic.kind == messages.STATE:
-                self._state(topic.device_id, message.payload)
-            elif topic.kind == messages.COMMAND_RESULT:
-                self._command_result(topic.device_id, message.payload)
-            elif topic.kind == messages.CSR:
-                self._renew(topic.device_id, message.payload)
+            device_id, kind, size = topic.device_id, topic.kind, len(message.payload)
+            if message.retain and kind != STATUS:
+                self._refuse(device_id, kind, "retained", "a retained message comes again at "
+                             "every subscription; it was taken when first sent", size)  # fmt: skip
+            elif kind == TELEMETRY:
+                telemetry.append(Message(device_id, message.payload))
+            elif (handle := self._handlers.get(kind)) is not None:
+                self._guarded(device_id, kind, message, handle)
             else:
-                self._ingestor.reject(
-                    topic.device_id, TopicError(f"unknown uplink kind {topic.kind[:50]!r}")
-                )
-        seen = self._ingestor.ingest(telemetry)
-        self._devices.seen(seen)
+                self._refuse(device_id, kind[:50], "topic", "no such uplink kind", size)
+        ingested = self._ingestor.ingest(telemetry)
+        for refusal in ingested.refused:
+            self._refuse(refusal.message.device_id, TELEMETRY, refusal.reason, refusal.detail,
+                         len(refusal.message.payload), error=refusal.error)  # fmt: skip
+        self._devices.seen(ingested.seen)
+
+    def _guarded(
+        self, device_id: str, kind: str, message: Received, handle: Callable[[str, bytes], None]
+    ) -> None:
+        """Handle one message; whatever it makes fail is refused, unless a store is out."""
+        size = len(message.payload)
+        try:
+            handle(device_id, message.payload)
+        except WireError as exc:
+            self._refuse(device_id, kind, exc.reason, str(exc), size)
+        except (TwinError, DeviceError) as exc:
+            self._refuse(device_id, kind, "invalid", str(exc), size)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            self._refuse(device_id, kind, "internal", f"could not be handled: {exc!r}", size,
+                         error=exc)  # fmt: skip
+
+    def _refuse(
+        self,
+        device_id: str,
+        kind: str,
+        reason: str,
+        detail: str,
+        size: int,
+        *,
+        error: BaseException | None = None,
+    ) -> None:
+        self._rejects.record(device_id, kind, reason, detail, size, error=error)
+        self._notify(device_id, kind, reason, detail)
+
+    def _notify(self, device_id: str, kind: str, reason: str, detail: str) -> None:
+        """``down/reject`` to the device, at most once per ``NOTICE_INTERVAL_S`` per kind and
+        reason (a device that sends garbage in a loop gets no flood back)."""
+        key = (device_id, kind, reason)
+        now = time.monotonic()
+        if now - self._noticed.get(key, -NOTICE_INTERVAL_S) < NOTICE_INTERVAL_S:
+            return
+        if len(self._noticed) >= _MAX_NOTICES:
+            self._noticed.clear()
+        self._noticed[key] = now
+        notice = messages.Rejected(kind, reason, detail[:500])
+        with contextlib.suppress(ConnectionError):  # a notice is a courtesy, not a promise
+            self._publish(topics.down(device_id, messages.REJECT), notice.encode(), False)
 
     def _state(self, device_id: str, payload: bytes) -> None:
-        try:
-            self._twins.reported(device_id, messages.State.decode(payload))
-        except WireError as exc:
-            self._ingestor.reject(device_id, exc)
-        except TwinError as exc:
-            self._ingestor.reject(device_id, WireError(str(exc), reason="twin"))
+        self._twins.reported(device_id, messages.State.decode(payload))
 
     def _command_result(self, device_id: str, payload: bytes) -> None:
-        try:
-            self._commands.result(device_id, messages.CommandResult.decode(payload))
-        except WireError as exc:
-            self._ingestor.reject(device_id, exc)
+        self._commands.result(device_id, messages.CommandResult.decode(payload))
 
     def _renew(self, device_id: str, payload: bytes) -> None:
         """A device renews its certificate over its own connection (the broker vouches for who
         it is); the answer goes to its ``down/certificate``."""
-        try:
-            renewal = messages.Renewal.decode(payload)
-        except WireError as exc:
-            self._ingestor.reject(device_id, exc)
-            return
+        renewal = messages.Renewal.decode(payload)
         try:
             issued = self._devices.renew(device_id, renewal.csr.encode())
         except DeviceError as exc:
@@ -107,11 +176,7 @@ class UplinkConsumer:
     def _status(self, device_id: str, payload: bytes) -> None:
         if not payload:  # a cleared retained message
             return
-        try:
-            update = status.decode(payload)
-        except WireError as exc:
-            self._ingestor.reject(device_id, exc)
-            return
+        update = status.decode(payload)
         self._devices.status_changed(
             device_id, online=update.state == "online", boot_id=update.boot
         )

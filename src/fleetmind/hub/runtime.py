@@ -1,6 +1,8 @@
 """The running hub: registry, stores, services, broker and ingest, started and stopped together."""
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
 import signal
@@ -15,10 +17,11 @@ from fleetmind.auth.service import AuthService
 from fleetmind.auth.store import TokenStore
 from fleetmind.commands.service import CommandService
 from fleetmind.commands.store import CommandStore
-from fleetmind.devices import model
+from fleetmind.devices import model, mosquitto
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.files import write_file
-from fleetmind.devices.service import DeviceService, write_mosquitto_files
+from fleetmind.devices.rejects import RejectLog
+from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore, EnrollmentStore
 from fleetmind.hub.broker import EmbeddedBroker, TlsListener
 from fleetmind.hub.consumer import UplinkConsumer
@@ -28,6 +31,7 @@ from fleetmind.hub.settings import (
     DEFAULT_MQTT_TLS_PORT,
     Settings,
     choose_port,
+    free_port,
 )
 from fleetmind.telemetry.duckdb_store import DuckDBTelemetryStore
 from fleetmind.telemetry.ingest import Ingestor
@@ -42,11 +46,21 @@ log = logging.getLogger(__name__)
 #: files in the data directory
 ADMIN_TOKEN_FILE = "admin.token"
 HUB_SECRET_FILE = "hub.secret"
+#: names this hub among several sharing a broker (its client ids derive from it)
+INSTANCE_FILE = "hub.instance"
 SESSION_SECRET_FILE = "session.secret"
 MOSQUITTO_PID_FILE = "mosquitto.pid"
 CA_DIR = "ca"
 #: the embedded broker's server certificate
 TLS_DIR = "tls"
+
+
+def hub_client_id(secret: str, instance: str, index: int) -> str:
+    """The client id of this hub's ``index``-th broker connection: the same at every start (the
+    broker keeps its session and what is queued for it), its own among several hubs, and
+    derived from the hub's secret, so no other client can guess it to take the session over."""
+    tag = hmac.new(secret.encode(), instance.encode(), hashlib.sha256).hexdigest()
+    return f"{model.HUB_USERNAME}-{tag[:20]}-{index}"
 
 
 def read_or_create_secret(path: Path) -> str:
@@ -96,7 +110,8 @@ class Hub:
         self.commands = CommandService(CommandStore(self._engine), self.devices, self.publish)
         self.store = DuckDBTelemetryStore(settings.telemetry_path)
         self.ingestor = Ingestor(self.store)
-        self.telemetry = TelemetryService(self.store, self.ingestor.stats)
+        self.rejects = RejectLog()
+        self.telemetry = TelemetryService(self.store, self.ingestor.stats, self.rejects)
         self.session_secret = read_or_create_secret(settings.data_dir / SESSION_SECRET_FILE)
         self._broker: EmbeddedBroker | None = None
         self._subscribers: list[BatchSubscriber] = []
@@ -104,29 +119,35 @@ class Hub:
         self.mqtt = self._endpoint()
 
     def _endpoint(self) -> MqttEndpoint:
-        """Where the hub and the devices reach the broker. In production the hub, too, connects
-        over mutual TLS, with a certificate of its own CA (common name ``_hub``)."""
+        """Where the hub and the devices reach the broker. The hub has a listener of its own on
+        the loopback address (the embedded broker's, or Mosquitto's from ``--broker-url``); in
+        production the hub, too, connects over mutual TLS, with a certificate of its own CA
+        (common name ``_hub``)."""
         settings = self.settings
         if settings.broker_url is None:
             tls_port: int | None = choose_port(
                 settings.mqtt_host, settings.mqtt_tls_port, DEFAULT_MQTT_TLS_PORT, "MQTT TLS"
             )
-            if settings.production:
-                address = BrokerAddress(settings.mqtt_host, tls_port or 0, tls=True)
-            else:
-                port = choose_port(
+            device_port: int | None = None
+            if not settings.production:
+                device_port = choose_port(
                     settings.mqtt_host, settings.mqtt_port, DEFAULT_MQTT_PORT, "MQTT"
                 )
-                address = BrokerAddress(settings.mqtt_host, port)
+            address = BrokerAddress("127.0.0.1", free_port("127.0.0.1"), tls=settings.production)
+            device_host = settings.mqtt_host
         else:
             address = BrokerAddress.parse(settings.broker_url)
             tls_port = settings.mqtt_tls_port
-        hub_secret = address.password or read_or_create_secret(settings.data_dir / HUB_SECRET_FILE)
+            device_port = None if settings.production else settings.mqtt_port or DEFAULT_MQTT_PORT
+            device_host = address.host
+        self._hub_secret = address.password or read_or_create_secret(
+            settings.data_dir / HUB_SECRET_FILE
+        )
         self.broker_address = BrokerAddress(
-            address.host, address.port, address.username or model.HUB_USERNAME, hub_secret,
+            address.host, address.port, address.username or model.HUB_USERNAME, self._hub_secret,
             address.tls,
         )  # fmt: skip
-        self._hub_secret_hash = model.hash_secret(hub_secret)
+        self._hub_secret_hash = model.hash_secret(self._hub_secret)
         self._broker_tls: ssl.SSLContext | None = None
         self._hub_fingerprint = ""
         if address.tls:
@@ -136,8 +157,7 @@ class Hub:
             context = ssl.create_default_context(cadata=self.ca.pem.decode())
             context.load_cert_chain(cert, key)
             self._broker_tls, self._hub_fingerprint = context, issued.fingerprint
-        plain = None if settings.production else address.port
-        return MqttEndpoint(settings.public_host or address.host, plain, tls_port)
+        return MqttEndpoint(settings.public_host or device_host, device_port, tls_port)
 
     def _tls_hosts(self) -> list[str]:
         hosts = [self.mqtt.host, self.broker_address.host, "localhost", "127.0.0.1"]
@@ -155,11 +175,12 @@ class Hub:
                 self.settings.data_dir / TLS_DIR, self._tls_hosts()
             )
             self._broker = EmbeddedBroker(
-                address.host,
-                None if self.settings.production else address.port,
+                self.settings.mqtt_host,
+                self.mqtt.port,
                 self.settings.registry,
                 self._hub_secret_hash,
                 TlsListener(self.mqtt.tls_port, ca, cert, key, self._hub_fingerprint),
+                hub_port=address.port,
             )
             self._broker.start()
             # amqtt has no shared subscriptions: one connection receives everything
@@ -176,14 +197,16 @@ class Hub:
             topic_filter = f"$share/{self.settings.ingest_group}/{topics.UPLINK_FILTER}"
             connections = self.settings.ingest_connections
         consumer = UplinkConsumer(
-            self.ingestor, self.devices, self.twins, self.commands, self.audit, self.publish
-        )
+            self.ingestor, self.rejects, self.devices, self.twins, self.commands, self.audit,
+            self.publish,
+        )  # fmt: skip
+        instance = read_or_create_secret(self.settings.data_dir / INSTANCE_FILE)
         for index in range(connections):
             subscriber = BatchSubscriber(
                 address,
                 topic_filter,
                 consumer,
-                client_id=f"{model.HUB_USERNAME}-{address.port}-{index}",
+                client_id=hub_client_id(self._hub_secret, instance, index),
                 max_batch=self.settings.ingest_max_batch,
                 max_wait=self.settings.ingest_max_wait_ms / 1000,
                 tls=self._broker_tls,
@@ -218,7 +241,8 @@ class Hub:
 
     @property
     def ingesting(self) -> bool:
-        return bool(self._subscribers) and all(sub.connected for sub in self._subscribers)
+        """Connected to the broker, and the last batch of every connection was committed."""
+        return bool(self._subscribers) and all(sub.healthy for sub in self._subscribers)
 
     def stop(self) -> None:
         for subscriber in self._subscribers:
@@ -238,7 +262,7 @@ class Hub:
         directory = self.settings.mosquitto_dir
         if directory is None or self.settings.embedded_broker:
             return
-        write_mosquitto_files(directory, self.devices, self._hub_secret_hash)
+        mosquitto.write_files(directory, self.devices, self._hub_secret_hash)
         pid_file = directory / MOSQUITTO_PID_FILE
         try:
             os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)

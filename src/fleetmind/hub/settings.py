@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     #: None: 8080, or a free port if 8080 is taken
     http_port: int | None = Field(default=None, ge=1, le=65535)
     mqtt_host: str = "127.0.0.1"
-    #: the embedded broker's port. None: 1883, or a free port if 1883 is taken
+    #: the devices' password port: the embedded broker listens there (None: 1883, or a free
+    #: port if 1883 is taken); with an external broker, the port devices are told (None: 1883)
     mqtt_port: int | None = Field(default=None, ge=1, le=65535)
     #: the mutual-TLS port devices are told to use; the embedded broker listens there.
     #: None: 8883, or a free port if 8883 is taken (embedded broker)
@@ -44,7 +45,8 @@ class Settings(BaseSettings):
     https_key: Path | None = None
     #: the host name devices are told to connect to (default: the broker's host)
     public_host: str | None = None
-    #: an external broker (``mqtt://host:port``); None runs the embedded broker
+    #: the hub's own listener on an external broker (``mqtt://_hub:SECRET@127.0.0.1:PORT``);
+    #: None runs the embedded broker
     broker_url: str | None = None
     #: where the hub keeps an external Mosquitto's ``passwd`` and ``acl`` files current
     mosquitto_dir: Path | None = None

@@ -16,7 +16,7 @@ import httpx
 
 from fleetmind.agent.agent import OUTBOX_FILE
 from fleetmind.agent.outbox import Outbox
-from fleetmind.devices import model
+from fleetmind.devices import model, mosquitto
 
 
 def free_port() -> int:
@@ -58,6 +58,7 @@ class Stack:
         self._broker_dir = work / "broker"
         self._broker_dir.mkdir(parents=True, exist_ok=True)
         self._mqtt_port = free_port()
+        self._hub_port = free_port()
         self._http_port = free_port()
         self._hub_secret = model.new_secret()
         self.broker: subprocess.Popen[bytes] | None = None
@@ -73,12 +74,11 @@ class Stack:
 
     def start_broker(self) -> None:
         directory = self._broker_dir
-        passwd = directory / "passwd"
-        if not passwd.exists():
-            hashed = model.hash_secret(self._hub_secret)
-            passwd.write_text(model.mosquitto_password_file({model.HUB_USERNAME: hashed}))
-            (directory / "acl").write_text(model.mosquitto_acl_file())
-        conf = model.mosquitto_config(str(directory), "127.0.0.1", self._mqtt_port)
+        if not (directory / mosquitto.PASSWORD_FILE).exists():
+            mosquitto.bootstrap(directory, model.hash_secret(self._hub_secret))
+        conf = mosquitto.config(
+            str(directory), "127.0.0.1", self._mqtt_port, hub_port=self._hub_port
+        )
         if os.geteuid() == 0:  # stay root, or the broker could not read our private files
             conf += "user root\n"
         (directory / "mosquitto.conf").write_text(conf)
@@ -92,11 +92,11 @@ class Stack:
         _wait(lambda: _listening(self._mqtt_port), "the broker")
 
     def start_hub(self) -> None:
-        broker_url = f"mqtt://{model.HUB_USERNAME}:{self._hub_secret}@127.0.0.1:{self._mqtt_port}"
+        broker_url = f"mqtt://{model.HUB_USERNAME}:{self._hub_secret}@127.0.0.1:{self._hub_port}"
         self.hub = self._fleetmind(
             "hub", "--data-dir", str(self.work / "hub"), "--http-port", str(self._http_port),
             "--broker-url", broker_url, "--mosquitto-dir", str(self._broker_dir),
-            log="hub.log",
+            "--mqtt-port", str(self._mqtt_port), log="hub.log",
         )  # fmt: skip
         _wait(self._healthy, "the hub")
         self.token = (self.work / "hub" / "admin.token").read_text().strip()

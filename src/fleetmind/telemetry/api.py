@@ -51,7 +51,10 @@ class IngestStatsOut(BaseModel):
     rows_written: int
     duplicates: int
     batches: int
+    #: refused uplink messages since start, by reason
     rejected: dict[str, int]
+    #: the same, by uplink kind (telemetry, state, status...) and reason
+    rejected_by_kind: dict[str, dict[str, int]]
     rows_stored: int
 
 

@@ -6,6 +6,7 @@ redelivered after a hub restart is still recognised. Keys older than ``dedupe_wi
 (an agent's outbox never replays older packs).
 """
 
+import contextlib
 import threading
 import time
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from fleetmind.telemetry.errors import StoreUnavailable
 from fleetmind.telemetry.model import (
     Aggregation,
     DeviceRows,
@@ -43,6 +45,17 @@ CREATE TABLE IF NOT EXISTS packs (
     PRIMARY KEY (device_id, boot, seq)
 );
 """
+
+#: failures of the database itself, not of what a batch holds: the batch is not durable
+_UNAVAILABLE = (
+    duckdb.IOException,
+    duckdb.OutOfMemoryException,
+    duckdb.TransactionException,
+    duckdb.FatalException,
+    duckdb.ConnectionException,
+    duckdb.InterruptException,
+    duckdb.PermissionException,
+)
 
 _COLUMNS = "device_id, metric, ts, value, string_value, bool_value, unit"
 _INSERT = f"""
@@ -90,8 +103,11 @@ class DuckDBTelemetryStore:
                 cursor.execute(_INSERT)
                 written = cursor.fetchone()
                 cursor.execute("COMMIT")
-            except BaseException:
-                cursor.execute("ROLLBACK")
+            except BaseException as exc:
+                with contextlib.suppress(duckdb.Error):  # no transaction left if BEGIN failed
+                    cursor.execute("ROLLBACK")
+                if isinstance(exc, _UNAVAILABLE):
+                    raise StoreUnavailable(f"the telemetry store cannot commit: {exc}") from exc
                 raise
             finally:
                 cursor.close()

@@ -1,7 +1,9 @@
-"""Errors of telemetry queries.
+"""Errors of telemetry.
 
 TelemetryError
 +-- InvalidQuery          a bucket, aggregation or time range that cannot be answered
++-- StoreUnavailable      the store cannot commit now (I/O, disk, connection): nothing of the
+                          batch is durable, so nothing of it may be acknowledged
 """
 
 
@@ -10,4 +12,8 @@ class TelemetryError(Exception):
 
 
 class InvalidQuery(TelemetryError):
+    pass
+
+
+class StoreUnavailable(TelemetryError):
     pass

@@ -1,29 +1,30 @@
 """Hub ingest: MQTT messages in, one Arrow batch out, written to the store in one call.
 
 Each pack is decoded once into columns (:mod:`fleetmind.wire.senml`); a batch's columns are joined
-and converted to Arrow once, then appended. A message that cannot be accepted is rejected with a
-counted reason and logged once per (device, reason); it never stops the batch.
+and converted to Arrow once, then appended. A message that cannot be accepted is refused with a
+reason, returned to the caller (who counts and reports it); it never stops the batch.
+
+Two failures of a write are told apart. :class:`StoreUnavailable` (the store cannot commit) goes
+up, so nothing of the batch is acknowledged and the broker delivers it again. Any other error is
+caused by what some message holds: the batch is split in halves until the messages that fail on
+their own are found; those are refused (reason ``store``), the rest is stored.
 """
 
-import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 
+from fleetmind.telemetry.errors import StoreUnavailable
 from fleetmind.telemetry.model import BATCH_SCHEMA
 from fleetmind.telemetry.store import TelemetryStore
 from fleetmind.wire import senml
 from fleetmind.wire.errors import WireError
 from fleetmind.wire.limits import DEFAULT_LIMITS, Limits
-
-log = logging.getLogger(__name__)
-_MAX_LOGGED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,6 @@ class IngestStats:
     rows_written: int = 0
     duplicates: int = 0
     batches: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -50,50 +50,71 @@ class IngestStats:
             "rows_written": self.rows_written,
             "duplicates": self.duplicates,
             "batches": self.batches,
-            "rejected": dict(self.rejected),
         }
 
 
-@dataclass(slots=True)
-class _Columns:
-    device_ids: list[str] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    values: list[float | None] = field(default_factory=list)
-    strings: list[str | None] = field(default_factory=list)
-    bools: list[bool | None] = field(default_factory=list)
-    units: list[str | None] = field(default_factory=list)
-    boots: list[str | None] = field(default_factory=list)
-    seqs: list[int | None] = field(default_factory=list)
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A message ingest refused: the counter's reason, why in words, and for an unexpected
+    failure (not a refused input) the error itself."""
 
-    def extend(self, device_id: str, pack: senml.Pack) -> None:
-        count = len(pack)
-        self.device_ids.extend([device_id] * count)
-        self.names.extend(pack.names)
-        self.times.extend(pack.times)
-        self.values.extend(pack.values)
-        self.strings.extend(pack.strings)
-        self.bools.extend(pack.bools)
-        self.units.extend(pack.units)
-        self.boots.extend([pack.boot] * count)
-        self.seqs.extend([pack.seq] * count)
+    message: Message
+    reason: str
+    detail: str
+    error: BaseException | None = None
 
-    def table(self) -> pa.Table:
-        micros = (np.asarray(self.times, dtype=np.float64) * 1e6).astype(np.int64)
-        return pa.Table.from_arrays(
-            [
-                pa.array(self.device_ids, pa.string()),
-                pa.array(self.names, pa.string()),
-                pa.array(micros, pa.timestamp("us", tz="UTC")),
-                pa.array(self.values, pa.float64()),
-                pa.array(self.strings, pa.string()),
-                pa.array(self.bools, pa.bool_()),
-                pa.array(self.units, pa.string()),
-                pa.array(self.boots, pa.string()),
-                pa.array(self.seqs, pa.int64()),
-            ],
-            schema=BATCH_SCHEMA,
-        )
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What a batch came to: when each sending device was last seen, and what was refused."""
+
+    seen: dict[str, datetime]
+    refused: list[Refusal]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    message: Message
+    pack: senml.Pack
+
+
+def _table(items: list[_Decoded]) -> pa.Table:
+    """One Arrow table of the packs' columns, built with one conversion per column."""
+    device_ids: list[str] = []
+    names: list[str] = []
+    times: list[float] = []
+    values: list[float | None] = []
+    strings: list[str | None] = []
+    bools: list[bool | None] = []
+    units: list[str | None] = []
+    boots: list[str | None] = []
+    seqs: list[int | None] = []
+    for item in items:
+        pack, count = item.pack, len(item.pack)
+        device_ids.extend([item.message.device_id] * count)
+        names.extend(pack.names)
+        times.extend(pack.times)
+        values.extend(pack.values)
+        strings.extend(pack.strings)
+        bools.extend(pack.bools)
+        units.extend(pack.units)
+        boots.extend([pack.boot] * count)
+        seqs.extend([pack.seq] * count)
+    micros = (np.asarray(times, dtype=np.float64) * 1e6).astype(np.int64)
+    return pa.Table.from_arrays(
+        [
+            pa.array(device_ids, pa.string()),
+            pa.array(names, pa.string()),
+            pa.array(micros, pa.timestamp("us", tz="UTC")),
+            pa.array(values, pa.float64()),
+            pa.array(strings, pa.string()),
+            pa.array(bools, pa.bool_()),
+            pa.array(units, pa.string()),
+            pa.array(boots, pa.string()),
+            pa.array(seqs, pa.int64()),
+        ],
+        schema=BATCH_SCHEMA,
+    )
 
 
 class Ingestor:
@@ -103,19 +124,19 @@ class Ingestor:
         self._store = store
         self._limits = limits
         self.stats = IngestStats()
-        self._logged: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def ingest(self, messages: Iterable[Message]) -> dict[str, datetime]:
-        """Store a batch durably; return when each sending device was last seen in it.
+    def ingest(self, messages: Iterable[Message]) -> Ingested:
+        """Store a batch durably.
 
         Returns only after the store committed, so the caller may then acknowledge every message
-        of the batch (rejected ones included: redelivering them would not make them valid).
+        of the batch (refused ones included: delivering them again would not make them valid).
+        Raises :class:`StoreUnavailable` when nothing could be committed.
         """
         now = time.time()
-        columns = _Columns()
+        decoded: list[_Decoded] = []
+        refused: list[Refusal] = []
         packs: set[tuple[str, str, int]] = set()
-        seen: dict[str, datetime] = {}
         count = duplicates = 0
         for message in messages:
             count += 1
@@ -124,7 +145,7 @@ class Ingestor:
                     message.payload, device_id=message.device_id, now=now, limits=self._limits
                 )
             except WireError as exc:
-                self.reject(message.device_id, exc)
+                refused.append(Refusal(message, exc.reason, str(exc)))
                 continue
             if pack.boot is not None and pack.seq is not None:
                 key = (message.device_id, pack.boot, pack.seq)
@@ -132,27 +153,27 @@ class Ingestor:
                     duplicates += len(pack)
                     continue
                 packs.add(key)
-            columns.extend(message.device_id, pack)
-            seen[message.device_id] = datetime.fromtimestamp(now, UTC)
-        written = self._store.append(columns.table()) if columns.names else 0
+            decoded.append(_Decoded(message, pack))
+        written = self._append(decoded, refused) if decoded else 0
+        rows = sum(len(item.pack) for item in decoded)
         with self._lock:
             self.stats.messages += count
             self.stats.batches += 1
             self.stats.rows_written += written
-            self.stats.duplicates += duplicates + len(columns.names) - written
-        return seen
+            self.stats.duplicates += duplicates + rows - written
+        moment = datetime.fromtimestamp(now, UTC)
+        return Ingested({item.message.device_id: moment for item in decoded}, refused)
 
-    def reject(self, device_id: str, error: WireError) -> None:
-        """Count a refused message and log it the first time this device fails this way."""
-        with self._lock:
-            self.stats.rejected[error.reason] += 1
-            key = (device_id, error.reason)
-            if key in self._logged or len(self._logged) >= _MAX_LOGGED:
-                return
-            self._logged.add(key)
-        log.warning(
-            "rejected message from %s (%s): %s; further ones are only counted",
-            device_id,
-            error.reason,
-            error,
-        )
+    def _append(self, items: list[_Decoded], refused: list[Refusal]) -> int:
+        """Append ``items``; find and refuse the ones no store write can take."""
+        try:
+            return self._store.append(_table(items))
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a message made the write raise
+            if len(items) == 1:
+                detail = f"the store could not take it: {exc!r}"
+                refused.append(Refusal(items[0].message, "store", detail, exc))
+                return 0
+        middle = len(items) // 2
+        return self._append(items[:middle], refused) + self._append(items[middle:], refused)

@@ -4,15 +4,17 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from fleetmind.devices.rejects import RejectLog
 from fleetmind.telemetry.ingest import IngestStats
 from fleetmind.telemetry.model import MAX_LIMIT, DeviceRows, Latest, Page, Point, Query
 from fleetmind.telemetry.store import TelemetryStore
 
 
 class TelemetryService:
-    def __init__(self, store: TelemetryStore, stats: IngestStats) -> None:
+    def __init__(self, store: TelemetryStore, stats: IngestStats, rejects: RejectLog) -> None:
         self._store = store
         self._stats = stats
+        self._rejects = rejects
 
     def query(self, query: Query) -> Page:
         return self._store.query(query)
@@ -38,4 +40,8 @@ class TelemetryService:
         return self._store.census()
 
     def stats(self) -> dict[str, object]:
-        return self._stats.snapshot()
+        """Ingest counters, and what was refused (by reason, and by uplink kind and reason)."""
+        return self._stats.snapshot() | {
+            "rejected": self._rejects.by_reason(),
+            "rejected_by_kind": self._rejects.counts(),
+        }

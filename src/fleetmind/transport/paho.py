@@ -21,6 +21,8 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from fleetmind.transport.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +63,10 @@ class Received:
     payload: bytes
     mid: int
     qos: int
+    #: a retained message the broker replays at subscription (not a live one)
+    retain: bool = False
+    #: the connection it came on: an acknowledgement is only valid on that connection
+    connection: int = 0
 
 
 def _client(client_id: str, *, clean: bool, manual_ack: bool = False) -> mqtt.Client:
@@ -86,6 +92,12 @@ class BatchSubscriber:
     A batch closes when it holds ``max_batch`` messages or its first message waited ``max_wait``
     seconds. The broker keeps the session (clean session off), so messages published while the
     subscriber was away are delivered when it returns.
+
+    Each message is acknowledged after ``handler`` returned, and only on the connection it came
+    on (a message from an earlier connection is delivered again by the broker anyway). When
+    ``handler`` raises, nothing of the batch is acknowledged: the subscriber is unhealthy,
+    disconnects, waits (capped backoff) and connects again, and the broker delivers everything
+    unacknowledged once more.
     """
 
     def __init__(
@@ -98,15 +110,20 @@ class BatchSubscriber:
         max_batch: int = 5000,
         max_wait: float = 0.02,
         tls: ssl.SSLContext | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self._address = address
         self._filter = topic_filter
         self._handler = handler
         self._max_batch = max_batch
         self._max_wait = max_wait
+        self._backoff = backoff or Backoff(initial=1.0, cap=30.0)
         self._pending: list[Received] = []
         self._condition = threading.Condition()
         self._stopping = False
+        self._connection = 0
+        #: why the last batch could not be taken (None: the last one was)
+        self.failure: str | None = None
         self._connected = threading.Event()
         self._refused: str | None = None
         self._client = _client(client_id, clean=False, manual_ack=True)
@@ -114,6 +131,7 @@ class BatchSubscriber:
         self._client.max_queued_messages_set(0)
         _configure(self._client, address, tls)
         self._client.reconnect_delay_set(min_delay=1, max_delay=15)
+        self._client.on_pre_connect = self._on_pre_connect
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -140,6 +158,11 @@ class BatchSubscriber:
     def connected(self) -> bool:
         return self._client.is_connected()
 
+    @property
+    def healthy(self) -> bool:
+        """Connected, and the last batch was taken."""
+        return self.connected and self.failure is None
+
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         """Queue a QoS 1 message on this connection; ConnectionError if the broker is away."""
         if not self._client.is_connected():
@@ -151,11 +174,17 @@ class BatchSubscriber:
     def stop(self) -> None:
         with self._condition:
             self._stopping = True
-            self._condition.notify()
-        if self._worker.is_alive():
+            self._condition.notify_all()
+        if self._worker.is_alive() and self._worker is not threading.current_thread():
             self._worker.join(timeout=10)
         self._client.disconnect()
         self._client.loop_stop()
+
+    def _on_pre_connect(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # a new connection: messages of the old one are delivered again, their ids mean nothing
+        with self._condition:
+            self._connection += 1
+            self._pending = []
 
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -172,12 +201,15 @@ class BatchSubscriber:
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
-        if not self._stopping:
+        if not self._stopping and self.failure is None:
             log.warning("lost the broker (%s); reconnecting", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        received = Received(message.topic, bytes(message.payload), message.mid, message.qos)
         with self._condition:
+            received = Received(
+                message.topic, bytes(message.payload), message.mid, message.qos,
+                bool(message.retain), self._connection,
+            )  # fmt: skip
             self._pending.append(received)
             if len(self._pending) == 1 or len(self._pending) >= self._max_batch:
                 self._condition.notify()
@@ -204,15 +236,36 @@ class BatchSubscriber:
         while (batch := self._take()) is not None:
             try:
                 self._handler(batch)
-            except Exception:
-                # Not acknowledged: the broker redelivers after we reconnect. Drop the session so
-                # that happens now rather than at the next network failure.
-                log.exception("batch of %d messages failed; forcing redelivery", len(batch))
-                self._client.reconnect()
+            except Exception as exc:  # noqa: BLE001 - any failure: nothing was committed
+                self._failed(len(batch), exc)
                 continue
-            for message in batch:
-                if message.qos > 0:
-                    self._client.ack(message.mid, message.qos)
+            if self.failure is not None:
+                log.info("ingest recovered: batches are committed again")
+                self.failure = None
+                self._backoff.reset()
+            with self._condition:  # no new connection may start between the check and the ack
+                for message in batch:
+                    if message.qos > 0 and message.connection == self._connection:
+                        self._client.ack(message.mid, message.qos)
+
+    def _failed(self, count: int, error: Exception) -> None:
+        """A batch could not be committed: leave it unacknowledged, go away for a while, and come
+        back, so the broker delivers it (and what followed it) again."""
+        if self.failure is None:
+            log.error(
+                "a batch of %d messages could not be committed; disconnecting, the broker will"
+                " deliver it again", count, exc_info=error,
+            )  # fmt: skip
+        self.failure = f"{type(error).__name__}: {error}"
+        self._client.disconnect()
+        self._client.loop_stop()
+        with self._condition:
+            self._pending = []
+            self._condition.wait_for(lambda: self._stopping, self._backoff.next_delay())
+            if self._stopping:
+                return
+        self._client.connect_async(self._address.host, self._address.port, keepalive=30)
+        self._client.loop_start()
 
 
 class AsyncClient:

@@ -1,0 +1,154 @@
+"""Mosquitto as FleetMind's broker: everything FleetMind writes for it, in one place.
+
+The layout keeps devices and the hub apart (``per_listener_settings true``):
+
+- the devices' listeners (passwords; certificates over mutual TLS) check ``passwd`` and the CRL,
+  and replace a client's id with its username (``use_username_as_clientid``), so a device can
+  neither take over another device's session nor hold more than one connection;
+- the hub's own listener, bound to the loopback address, checks ``hub.passwd`` (the hub alone)
+  and lets the hub choose its client ids (several connections, several hubs);
+- one ``acl`` for all; no anonymous clients; QoS at most 1; packets of at most 256 KiB.
+
+Mosquitto reads the files at start and on SIGHUP; :func:`write_files` replaces each atomically.
+"""
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from fleetmind.devices import model
+from fleetmind.devices.files import write_file
+from fleetmind.devices.service import DeviceService
+from fleetmind.wire import topics
+
+PASSWORD_FILE = "passwd"
+HUB_PASSWORD_FILE = "hub.passwd"
+ACL_FILE = "acl"
+CRL_FILE = "crl.pem"
+#: the largest MQTT packet either broker takes: a 96 KiB twin document with room to spare
+MAX_PACKET_BYTES = 256 * 1024
+
+
+def password_file(entries: dict[str, str]) -> str:
+    """Mosquitto ``password_file`` lines from username to ``$7$`` hash."""
+    return "".join(f"{username}:{hashed}\n" for username, hashed in sorted(entries.items()))
+
+
+def acl_file(cut_off: Iterable[str] = ()) -> str:
+    """Mosquitto ``acl_file`` equivalent to :func:`~fleetmind.devices.model.is_allowed` (``%u``
+    is the username).
+
+    Devices in ``cut_off`` (suspended, decommissioned, deleted) are denied every topic: Mosquitto
+    rereads the file on SIGHUP and checks each message, so a device already connected can no
+    longer send or receive anything (its next connection is refused by passwd and CRL)."""
+    root = topics.ROOT
+    denied = "".join(f"user {device}\ntopic deny #\n\n" for device in sorted(cut_off))
+    return (
+        "# Written by FleetMind: devices publish under their own up/, read their own down/.\n"
+        f"{denied}"
+        f"user {model.HUB_USERNAME}\n"
+        f"topic read {root}/d/+/up/#\n"
+        f"topic write {root}/d/+/down/#\n"
+        f"topic write {root}/fleet/down/#\n"
+        "\n"
+        f"pattern write {root}/d/%u/up/#\n"
+        f"pattern read {root}/d/%u/down/#\n"
+        f"pattern read {root}/fleet/down/#\n"
+    )
+
+
+def config(
+    directory: str,
+    host: str,
+    port: int | None,
+    *,
+    hub_port: int,
+    tls_port: int | None = None,
+    hub_tls: bool = False,
+    max_connections: int = 50_000,
+    autosave_interval: int = 10,
+) -> str:
+    """A ``mosquitto.conf`` for FleetMind.
+
+    ``port``: the devices' password listener (None: none, certificates only); ``tls_port``: the
+    devices' mutual-TLS listener (``ca.crt``, ``server.crt``, ``server.key`` and ``crl.pem`` in
+    ``directory``, written by the hub); ``hub_port``: the hub's listener on 127.0.0.1 (with
+    ``hub_tls``, mutual TLS: the hub's certificate of the same CA). ``max_connections`` bounds
+    each devices' listener.
+
+    Persistence keeps the hub's session and what is queued for it across a clean restart of
+    Mosquitto. Mosquitto acknowledges a message once it holds it in memory and writes to disk
+    every ``autosave_interval`` seconds: a kill -9 or power cut of Mosquitto itself can lose what
+    it acknowledged since its last save (the embedded broker has no such window)."""
+    tls_files = (
+        f"cafile {directory}/ca.crt\n"
+        f"certfile {directory}/server.crt\n"
+        f"keyfile {directory}/server.key\n"
+        f"crlfile {directory}/{CRL_FILE}\n"
+        "require_certificate true\n"
+        "use_identity_as_username true\n"
+        "tls_version tlsv1.2\n"
+    )
+    devices = (
+        "allow_anonymous false\n"
+        f"acl_file {directory}/{ACL_FILE}\n"
+        "use_username_as_clientid true\n"
+        "max_qos 1\n"
+        f"max_connections {max_connections}\n"
+    )
+    plain = (
+        ""
+        if port is None
+        else f"# devices, with a password\nlistener {port} {host}\n"
+        f"password_file {directory}/{PASSWORD_FILE}\n{devices}"
+    )
+    tls = (
+        ""
+        if tls_port is None
+        else f"# devices, with a certificate\nlistener {tls_port} {host}\n{tls_files}{devices}"
+    )
+    hub_auth = tls_files if hub_tls else f"password_file {directory}/{HUB_PASSWORD_FILE}\n"
+    return (
+        "# Written by FleetMind.\n"
+        "per_listener_settings true\n"
+        f"{plain}{tls}"
+        "# the hub, on this machine only\n"
+        f"listener {hub_port} 127.0.0.1\n"
+        f"{hub_auth}"
+        "allow_anonymous false\n"
+        f"acl_file {directory}/{ACL_FILE}\n"
+        "max_qos 1\n"
+        "# everywhere\n"
+        f"max_packet_size {MAX_PACKET_BYTES}\n"
+        "max_queued_messages 1000000\n"
+        "max_inflight_messages 0\n"
+        "persistence true\n"
+        f"persistence_location {directory}/\n"
+        f"autosave_interval {autosave_interval}\n"
+    )
+
+
+def write_files(directory: Path, devices: DeviceService, hub_secret_hash: str) -> None:
+    """Write ``passwd`` (devices that may connect), ``hub.passwd`` (the hub), ``acl`` and (with a
+    CA) ``crl.pem``; each is replaced atomically.
+
+    The files are mode 0640: put them in a group the broker's user belongs to.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    write_file(directory / PASSWORD_FILE, password_file(devices.secret_hashes()), 0o640)
+    hub = password_file({model.HUB_USERNAME: hub_secret_hash})
+    write_file(directory / HUB_PASSWORD_FILE, hub, 0o640)
+    write_file(directory / ACL_FILE, acl_file(devices.cut_off()), 0o640)
+    if devices.ca is not None:
+        crl = devices.ca.revocation_list(devices.revocations())
+        write_file(directory / CRL_FILE, crl, 0o640)
+
+
+def bootstrap(directory: Path, hub_secret_hash: str) -> None:
+    """The files Mosquitto needs to start before the hub has written its own: the hub's password,
+    no device yet, the ACL."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_file(directory / PASSWORD_FILE, "", 0o640)
+    write_file(
+        directory / HUB_PASSWORD_FILE, password_file({model.HUB_USERNAME: hub_secret_hash}), 0o640
+    )
+    write_file(directory / ACL_FILE, acl_file(), 0o640)

@@ -1,0 +1,155 @@
+"""Uplink messages on their way from devices to the hub, inside the embedded broker.
+
+Every message a device publishes under its ``up/`` tree joins one queue. Hub connections that
+subscribed to the whole uplink tree take from it (several share the load, as a shared
+subscription would); each message is sent to one of them with QoS 1 and stays in flight until
+that connection acknowledges it, which the hub does only after committing it. Only then is the
+device's own PUBACK released (:mod:`.connections`). A hub connection that goes away puts what it
+had in flight back at the front of the queue, for the next one; to the same persistent session
+a message goes again under its first packet id, as MQTT asks.
+
+The queue is in memory and needs no disk: nothing in it was acknowledged to its device.
+"""
+
+import asyncio
+import functools
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from amqtt.mqtt.constants import QOS_1
+from amqtt.mqtt.publish import PublishPacket
+from amqtt.session import Session
+
+from fleetmind.hub.broker.connections import release
+
+log = logging.getLogger(__name__)
+
+_PACKET_ID = "fleetmind.hub_link.packet_id"
+
+
+@dataclass(eq=False, slots=True)
+class Uplink:
+    topic: str
+    data: bytes
+    #: the device's held message, released when the hub has this one (None: QoS 0, a will)
+    source: Any = None
+    #: the hub session it went to last, and under which packet id
+    session: Session | None = None
+    packet_id: int = 0
+
+
+@dataclass(eq=False)
+class _Consumer:
+    session: Session
+    handler: Any
+    inflight: dict[int, Uplink] = field(default_factory=dict)
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+    task: "asyncio.Task[None] | None" = None
+    attached: bool = True
+
+
+class HubLink:
+    def __init__(self, max_inflight: int = 10_000) -> None:
+        self._max_inflight = max_inflight
+        self._queue: deque[Uplink] = deque()
+        self._ready = asyncio.Event()
+        self._consumers: dict[Any, _Consumer] = {}
+
+    def __len__(self) -> int:
+        """Messages waiting for a hub connection (not those in flight)."""
+        return len(self._queue)
+
+    @property
+    def consumers(self) -> int:
+        return len(self._consumers)
+
+    def put(self, uplink: Uplink) -> None:
+        self._queue.append(uplink)
+        self._ready.set()
+
+    def attach(self, session: Session, handler: Any) -> None:
+        """A hub connection subscribed to the uplink tree: it takes messages from now on."""
+        if handler in self._consumers:
+            return
+        consumer = _Consumer(session, handler)
+        consumer.room.set()
+        consumer.task = asyncio.get_running_loop().create_task(
+            self._pump(consumer), name=f"hub-link/{session.client_id}"
+        )
+        self._consumers[handler] = consumer
+        log.info("hub connection %s takes the uplink (%d waiting)", session.client_id, len(self))
+
+    def detach(self, handler: Any) -> None:
+        """A hub connection ended: what it had in flight goes to the front of the queue."""
+        consumer = self._consumers.pop(handler, None)
+        if consumer is None:
+            return
+        consumer.attached = False
+        if consumer.task is not None:
+            consumer.task.cancel()
+        unacknowledged = list(consumer.inflight.values())
+        consumer.inflight.clear()
+        self._queue.extendleft(reversed(unacknowledged))
+        if self._queue:
+            self._ready.set()
+        if unacknowledged:
+            log.info("hub connection %s left %d unacknowledged; they go again",
+                     consumer.session.client_id, len(unacknowledged))  # fmt: skip
+
+    async def _pump(self, consumer: _Consumer) -> None:
+        try:
+            await self._send_all(consumer)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "sending to hub connection %s failed; closing it", consumer.session.client_id
+            )
+            self.detach(consumer.handler)
+            if consumer.handler.writer is not None:
+                await consumer.handler.writer.close()
+
+    async def _send_all(self, consumer: _Consumer) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            if len(consumer.inflight) >= self._max_inflight:
+                consumer.room.clear()
+                await consumer.room.wait()
+                continue
+            uplink = self._queue.popleft()
+            again = uplink.session is consumer.session and uplink.packet_id not in consumer.inflight
+            packet_id = uplink.packet_id if again else self._next_id(consumer)
+            waiter: asyncio.Future[Any] = loop.create_future()
+            consumer.handler._puback_waiters[packet_id] = waiter
+            consumer.inflight[packet_id] = uplink
+            waiter.add_done_callback(functools.partial(self._acknowledged, consumer, packet_id))
+            dup = uplink.session is not None
+            uplink.session, uplink.packet_id = consumer.session, packet_id
+            packet = PublishPacket.build(uplink.topic, uplink.data, packet_id, dup, QOS_1, False)
+            await consumer.handler._send_packet(packet)
+
+    def _next_id(self, consumer: _Consumer) -> int:
+        attributes = consumer.session.attributes
+        packet_id = int(attributes.get(_PACKET_ID, 0))
+        while True:
+            packet_id = packet_id % 65535 + 1
+            if packet_id not in consumer.inflight:
+                attributes[_PACKET_ID] = packet_id
+                return packet_id
+
+    def _acknowledged(
+        self, consumer: _Consumer, packet_id: int, waiter: "asyncio.Future[Any]"
+    ) -> None:
+        consumer.handler._puback_waiters.pop(packet_id, None)
+        if waiter.cancelled() or not consumer.attached:
+            return  # the connection went away; detach() put the message back in the queue
+        uplink = consumer.inflight.pop(packet_id, None)
+        if uplink is not None:
+            release(uplink.source)
+        consumer.room.set()
