@@ -2,13 +2,24 @@
 
     python benchmarks/ingest.py --broker mosquitto --json
 
-Workload: 100 devices, each message one SenML CBOR pack of 4 metrics, QoS 1.
+Workload: 100 devices, each message one SenML CBOR pack of 4 metrics, QoS 1. The devices are
+added through the hub's API and connect with their password (the ``mqtts`` part of their
+credentials is dropped), in every phase and on both brokers, so the phases differ only in what
+takes the messages.
 
-1. raw: a plain paho subscriber counts the messages through the broker (no hub running).
+1. raw: a plain paho subscriber, connected as the hub's identity (``_hub``) on the hub's own
+   listener and subscribed to the uplink tree as the hub is, counts the messages through the
+   broker (no hub running; paho acknowledges each message as it arrives). The embedded broker
+   runs as the hub runs it (the devices' port, the hub's listener on the loopback address, the
+   registry and the hub's secret; not the mutual-TLS listener, which no device here uses) and
+   acknowledges a device's message only once the hub - here the raw subscriber - has it, so
+   both phases pay for that round trip. Mosquitto acknowledges once it holds the message.
 2. durable: the hub ingests the same number of messages; the rate is counted from the store
    (rows stored / 4), from the first publish to the moment the last row is queryable.
 3. latency: messages at a fixed rate; a message is queryable when the store's row count covers it
    (the hub commits in arrival order); the count is polled every few milliseconds.
+
+Mosquitto, and the hub on it, run as :class:`~fleetmind.sim.stack.Stack` runs them.
 
 Prints one JSON object.
 """
@@ -18,8 +29,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,8 +47,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from fleetmind.agent.credentials import Credentials
 from fleetmind.devices import model
 from fleetmind.hub.broker import EmbeddedBroker
-from fleetmind.sim.stack import free_port
-from fleetmind.transport.paho import AsyncClient
+from fleetmind.sim.stack import Stack, free_port, stop
+from fleetmind.transport.paho import AsyncClient, BrokerAddress
 from fleetmind.wire import senml, topics
 
 DEVICES = 100
@@ -57,25 +66,30 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def packs(count: int, boot: str, device: int = 0, devices: int = 1) -> list[bytes]:
-    """Packs for messages ``device, device + devices, ...`` below ``count``: message i comes
-    from device i % DEVICES with sequence number i // DEVICES."""
+def packs(count: int, boot: str, fleet: int, device: int | None = None) -> list[bytes]:
+    """Message i comes from device i % ``fleet`` with sequence number i // ``fleet``: the packs
+    of ``device`` (every message below ``count`` when None)."""
     now = time.time()
+    chosen = range(count) if device is None else range(device, count, fleet)
     return [
         senml.encode_cbor(
             [senml.Reading(metric, now + i * 1e-4, 20.0 + i % 7, None) for metric in METRICS],
             boot=boot,
-            seq=i // DEVICES,
+            seq=i // fleet,
         )
-        for i in range(device, count, devices)
+        for i in chosen
     ]
+
+
+def device_index(device: Credentials) -> int:
+    return int(device.username.rsplit("-", 1)[1])
 
 
 async def connect_all(devices: list[Credentials]) -> list[AsyncClient]:
     clients = []
     for device in devices:
         client = AsyncClient(
-            client_id=f"bench-{device.username}",
+            client_id=device.username,  # the brokers take the username as client id anyway
             username=device.username,
             password=device.password,
             max_inflight=WINDOW,
@@ -85,9 +99,11 @@ async def connect_all(devices: list[Credentials]) -> list[AsyncClient]:
     return clients
 
 
-async def _publish_share(devices: list[Credentials], count: int, boot: str, go: float) -> float:
+async def _publish_share(
+    devices: list[Credentials], count: int, boot: str, fleet: int, go: float
+) -> float:
     clients = await connect_all(devices)
-    own = [packs(count, boot, int(d.username.split("-")[1]), DEVICES) for d in devices]
+    own = [packs(count, boot, fleet, device_index(d)) for d in devices]
     await asyncio.sleep(max(0.0, go - time.time()))
     started = time.monotonic()
 
@@ -103,8 +119,8 @@ async def _publish_share(devices: list[Credentials], count: int, boot: str, go: 
     return started
 
 
-def _publisher(devices: list[Credentials], count: int, boot: str, go: float) -> float:
-    return asyncio.run(_publish_share(devices, count, boot, go))
+def _publisher(devices: list[Credentials], count: int, boot: str, fleet: int, go: float) -> float:
+    return asyncio.run(_publish_share(devices, count, boot, fleet, go))
 
 
 def publish_all(devices: list[Credentials], count: int, boot: str, processes: int) -> float:
@@ -115,7 +131,14 @@ def publish_all(devices: list[Credentials], count: int, boot: str, processes: in
     with ProcessPoolExecutor(processes, mp_context=context) as pool:
         shares = [devices[index::processes] for index in range(processes)]
         starts = list(
-            pool.map(_publisher, shares, [count] * processes, [boot] * processes, [go] * processes)
+            pool.map(
+                _publisher,
+                shares,
+                [count] * processes,
+                [boot] * processes,
+                [len(devices)] * processes,
+                [go] * processes,
+            )
         )
     return min(starts)
 
@@ -131,8 +154,8 @@ async def publish_at_rate(
         delay = start + i / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        client = clients[i % DEVICES]
-        topic = topics.telemetry(client_names[i % DEVICES])
+        client = clients[i % len(clients)]
+        topic = topics.telemetry(client_names[i % len(clients)])
         task = asyncio.create_task(client.publish(topic, payload))
         sent.append(time.monotonic())
         pending.add(task)
@@ -141,143 +164,180 @@ async def publish_at_rate(
     return sent
 
 
-class Hub:
-    def __init__(self, data_dir: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (data_dir.parent / "hub.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fleetmind", "hub", "--data-dir", str(data_dir),
-             "--http-port", str(self.port), "--log-level", "WARNING", *args],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the hub did not start; see hub.log")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        token = (data_dir / "admin.token").read_text().strip()
-        self.api = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
+class HubApi:
+    """The running hub's REST API, with the admin token."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.client = httpx.Client(base_url=url, headers=self.headers, timeout=30)
+
+    def add_device(self, name: str) -> Credentials:
+        """A new device's password endpoint (the ``mqtts`` part of its credentials dropped)."""
+        response = self.client.post("/api/v1/devices", json={"name": name})
+        response.raise_for_status()
+        document = {key: value for key, value in response.json().items() if key != "mqtts"}
+        return Credentials.from_device(document)
 
     def rows(self) -> int:
-        rows: int = self.api.get("/api/v1/stats/ingest").json()["rows_stored"]
+        rows: int = self.client.get("/api/v1/stats/ingest").json()["rows_stored"]
         return rows
 
-    def stop(self) -> None:
-        self.api.close()
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=60)
+    def close(self) -> None:
+        self.client.close()
 
 
-class Broker:
-    """The broker under test, standalone (for the raw pass-through) or beside the hub."""
+class EmbeddedSetup:
+    """``fleetmind hub`` with its embedded broker; for the raw phase, the embedded broker alone,
+    started as the hub starts it (the devices' listener on the same port, the hub's listener on
+    the loopback address, the same registry and hub secret), without its mutual-TLS listener."""
 
-    def __init__(self, kind: str, work: Path) -> None:
-        self.kind = kind
+    def __init__(self, work: Path) -> None:
         self.work = work
-        self.port = free_port()
-        self.hub_secret = model.new_secret()
-        self.directory = work / "mosquitto"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.embedded: EmbeddedBroker | None = None
-        if kind == "mosquitto":
-            self.directory.mkdir()
-            hashed = model.hash_secret(self.hub_secret)
-            (self.directory / "passwd").write_text(
-                model.mosquitto_password_file({model.HUB_USERNAME: hashed})
-            )
-            (self.directory / "acl").write_text(model.mosquitto_acl_file())
-            conf = model.mosquitto_config(str(self.directory), "127.0.0.1", self.port)
-            (self.directory / "mosquitto.conf").write_text(conf + "user root\n")
+        self.data_dir = work / "hub"
+        self.device_port = free_port()
+        self.hub: subprocess.Popen[bytes] | None = None
+        self.broker: EmbeddedBroker | None = None
 
-    def hub_args(self) -> list[str]:
-        if self.kind == "embedded":
-            return ["--mqtt-port", str(self.port)]
-        url = f"mqtt://{model.HUB_USERNAME}:{self.hub_secret}@127.0.0.1:{self.port}"
-        return ["--broker-url", url, "--mosquitto-dir", str(self.directory)]
+    def start_hub(self) -> HubApi:
+        http_port = free_port()
+        url = f"http://127.0.0.1:{http_port}"
+        with (self.work / "hub.log").open("ab") as log:
+            self.hub = subprocess.Popen(
+                [sys.executable, "-m", "fleetmind", "hub", "--data-dir", str(self.data_dir),
+                 "--http-port", str(http_port), "--mqtt-port", str(self.device_port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not _healthy(url):
+            if self.hub.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the hub did not start; see {self.work / 'hub.log'}")
+            time.sleep(0.1)
+        return HubApi(url, (self.data_dir / "admin.token").read_text().strip())
 
-    def start_mosquitto(self) -> None:
-        binary = shutil.which("mosquitto")
-        if binary is None:
-            raise SystemExit("mosquitto is not installed")
-        self.process = subprocess.Popen(
-            [binary, "-c", str(self.directory / "mosquitto.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    def stop_hub(self) -> None:
+        if self.hub is not None:
+            stop(self.hub)
+            self.hub = None
+
+    def start_raw(self) -> BrokerAddress:
+        registry = f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
+        secret = (self.data_dir / "hub.secret").read_text().strip()
+        hub_port = free_port()
+        self.broker = EmbeddedBroker(
+            "127.0.0.1", self.device_port, registry, model.hash_secret(secret), hub_port=hub_port
         )
-        (self.directory / "mosquitto.pid").write_text(f"{self.process.pid}\n")
-        wait_port(self.port)
+        self.broker.start()
+        wait_port(self.device_port)
+        wait_port(hub_port)
+        return BrokerAddress("127.0.0.1", hub_port, model.HUB_USERNAME, secret)
 
-    def stop_mosquitto(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait()
-            self.process = None
+    def stop_raw(self) -> None:
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
 
-    def start_standalone(self, data_dir: Path) -> None:
-        """The broker without the hub (fresh sessions), for the raw pass-through."""
-        if self.kind == "mosquitto":
-            self.start_mosquitto()
-            return
-        registry = f"sqlite:///{(data_dir / 'registry.db').resolve()}"
-        secret = (data_dir / "hub.secret").read_text().strip()
-        self.hub_secret = secret
-        self.embedded = EmbeddedBroker("127.0.0.1", self.port, registry, model.hash_secret(secret))
-        self.embedded.start()
-        wait_port(self.port)
-
-    def stop_standalone(self) -> None:
-        if self.embedded is not None:
-            self.embedded.stop()
-            self.embedded = None
-        self.stop_mosquitto()
+    def close(self) -> None:
+        self.stop_hub()
+        self.stop_raw()
 
 
-def raw_subscriber(broker: Broker, expected: int) -> tuple[threading.Event, list[float]]:
-    """A plain paho subscriber as the hub's identity; returns (all received, [last arrival])."""
-    done = threading.Event()
-    last = [0.0]
-    count = [0]
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw")
-    client.username_pw_set(model.HUB_USERNAME, broker.hub_secret)
-    client.max_inflight_messages_set(65535)
+class MosquittoSetup:
+    """Mosquitto and ``fleetmind hub`` on it, as a :class:`Stack`; for the raw phase, the same
+    Mosquitto alone, with the files the hub wrote."""
 
-    def on_message(_c: Any, _u: Any, _m: Any) -> None:
-        count[0] += 1
-        if count[0] == expected:
-            last[0] = time.monotonic()
-            done.set()
+    def __init__(self, work: Path) -> None:
+        self.stack = Stack(work)
+        self.stack.start_broker()
 
-    client.on_message = on_message
-    client.on_connect = lambda c, *_: c.subscribe(topics.UPLINK_FILTER, qos=1)
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    time.sleep(1)
-    done.client = client  # type: ignore[attr-defined]
-    done.count = count  # type: ignore[attr-defined]
-    return done, last
+    def start_hub(self) -> HubApi:
+        if self.stack.broker is None or self.stack.broker.poll() is not None:
+            self.stack.start_broker()
+        self.stack.start_hub()
+        time.sleep(1)  # Mosquitto reloads the files the hub rewrote at its start
+        return HubApi(self.stack.url, self.stack.token)
+
+    def stop_hub(self) -> None:
+        if self.stack.hub is not None:
+            stop(self.stack.hub)
+            self.stack.hub = None
+
+    def start_raw(self) -> BrokerAddress:
+        assert self.stack.broker is not None
+        stop(self.stack.broker)
+        # forget the hub's persistent session: nothing is queued for it while it is away, and
+        # the durable phase starts with nothing from the raw phase
+        (self.stack.work / "broker" / "mosquitto.db").unlink(missing_ok=True)
+        self.stack.start_broker()
+        # Stack keeps the hub's listener and secret to itself; the raw subscriber takes the
+        # hub's place on that listener
+        return BrokerAddress(
+            "127.0.0.1", self.stack._hub_port, model.HUB_USERNAME, self.stack._hub_secret
+        )
+
+    def stop_raw(self) -> None:
+        if self.stack.broker is not None:
+            stop(self.stack.broker)
+
+    def close(self) -> None:
+        self.stack.close()
 
 
-def raw_phase(broker: Broker, devices: list[Credentials], messages: int, publishers: int) -> float:
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class RawSubscriber:
+    """A plain paho subscriber as the hub's identity, on the hub's listener."""
+
+    def __init__(self, address: BrokerAddress, expected: int) -> None:
+        self.expected = expected
+        self.count = 0
+        self.last = 0.0
+        self.done = threading.Event()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw")
+        self.client.username_pw_set(address.username, address.password)
+        self.client.on_message = self._message
+        self.client.on_connect = lambda c, *_: c.subscribe(topics.UPLINK_FILTER, qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.connect(address.host, address.port)
+        self.client.loop_start()
+        if not subscribed.wait(30):
+            raise RuntimeError("the raw subscriber could not subscribe as the hub")
+
+    def _message(self, *_: Any) -> None:
+        self.count += 1
+        if self.count == self.expected:
+            self.last = time.monotonic()
+            self.done.set()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def raw_phase(
+    address: BrokerAddress, devices: list[Credentials], messages: int, publishers: int
+) -> float:
     """Messages per second through the broker alone, to a plain paho subscriber."""
-    done, last = raw_subscriber(broker, messages)
-    started = publish_all(devices, messages, "raw", publishers)
-    if not done.wait(120):
-        raise RuntimeError(f"the raw subscriber received {done.count[0]} of {messages} messages")  # type: ignore[attr-defined]
-    done.client.loop_stop()  # type: ignore[attr-defined]
-    done.client.disconnect()  # type: ignore[attr-defined]
-    return messages / (last[0] - started)
+    subscriber = RawSubscriber(address, messages)
+    try:
+        started = publish_all(devices, messages, "raw", publishers)
+        if not subscriber.done.wait(120):
+            raise RuntimeError(
+                f"the raw subscriber received {subscriber.count} of {messages} messages"
+            )
+    finally:
+        subscriber.stop()
+    return messages / (subscriber.last - started)
 
 
-def durable_phase(hub: Hub, devices: list[Credentials], messages: int, publishers: int) -> float:
+def durable_phase(hub: HubApi, devices: list[Credentials], messages: int, publishers: int) -> float:
     """Messages per second from the first publish until the last row is in the store."""
     base = hub.rows()
     started = publish_all(devices, messages, "durable", publishers)
@@ -287,7 +347,9 @@ def durable_phase(hub: Hub, devices: list[Credentials], messages: int, publisher
     return messages / (time.monotonic() - started)
 
 
-def latency_phase(hub: Hub, devices: list[Credentials], rate: float, seconds: float) -> np.ndarray:
+def latency_phase(
+    hub: HubApi, devices: list[Credentials], rate: float, seconds: float
+) -> np.ndarray:
     """Publish-to-queryable latency (ms) of every message sent at ``rate``."""
     count = int(rate * seconds)
     base = hub.rows()
@@ -295,7 +357,7 @@ def latency_phase(hub: Hub, devices: list[Credentials], rate: float, seconds: fl
 
     def poll() -> None:
         deadline = time.monotonic() + seconds + 120
-        with httpx.Client(base_url=hub.url, headers=hub.api.headers, timeout=30) as api:
+        with httpx.Client(base_url=hub.url, headers=hub.headers, timeout=30) as api:
             while time.monotonic() < deadline:
                 rows = api.get("/api/v1/stats/ingest").json()["rows_stored"] - base
                 arrivals.append((time.monotonic(), rows))
@@ -306,7 +368,7 @@ def latency_phase(hub: Hub, devices: list[Credentials], rate: float, seconds: fl
     async def publish() -> list[float]:
         clients = await connect_all(devices)
         names = [device.username for device in devices]
-        sent = await publish_at_rate(clients, names, packs(count, "latency"), rate)
+        sent = await publish_at_rate(clients, names, packs(count, "latency", len(devices)), rate)
         for client in clients:
             client.abort()
         return sent
@@ -321,43 +383,38 @@ def latency_phase(hub: Hub, devices: list[Credentials], rate: float, seconds: fl
         raise RuntimeError(f"only {covered[-1]} of {count} messages became queryable")
     # the first poll whose count covers message i
     first = np.searchsorted(covered, np.arange(1, count + 1), side="left")
-    return (times[first] - np.array(sent)) * 1000
+    latencies: np.ndarray = (times[first] - np.array(sent)) * 1000
+    return latencies
 
 
 def run(
-    kind: str, messages: int, rate: float, latency_s: float, publishers: int, work: Path
+    kind: str,
+    fleet: int,
+    messages: int,
+    rate: float,
+    latency_s: float,
+    publishers: int,
+    work: Path,
 ) -> dict[str, Any]:
-    broker = Broker(kind, work)
-    data_dir = work / "hub"
-    if kind == "mosquitto":
-        broker.start_mosquitto()
-    hub = Hub(data_dir, *broker.hub_args())
-    devices = [
-        Credentials.from_device(
-            hub.api.post("/api/v1/devices", json={"name": f"bench-{index:03d}"}).json()
-        )
-        for index in range(DEVICES)
-    ]
-    hub.stop()
-    broker.stop_mosquitto()
-    # forget the hub's persisted session: the raw phase runs without it
-    (broker.directory / "mosquitto.db").unlink(missing_ok=True)
+    setup = EmbeddedSetup(work) if kind == "embedded" else MosquittoSetup(work)
+    try:
+        hub = setup.start_hub()
+        devices = [hub.add_device(f"bench-{index:03d}") for index in range(fleet)]
+        hub.close()
+        setup.stop_hub()
 
-    broker.start_standalone(data_dir)
-    raw_rate = raw_phase(broker, devices, messages, publishers)
-    broker.stop_standalone()
+        raw_rate = raw_phase(setup.start_raw(), devices, messages, publishers)
+        setup.stop_raw()
 
-    if kind == "mosquitto":
-        broker.start_mosquitto()
-    hub = Hub(data_dir, *broker.hub_args())
-    time.sleep(1)  # Mosquitto reloads the files the hub rewrote
-    durable_rate = durable_phase(hub, devices, messages, publishers)
-    latencies = latency_phase(hub, devices, rate, latency_s)
-    hub.stop()
-    broker.stop_standalone()
+        hub = setup.start_hub()
+        durable_rate = durable_phase(hub, devices, messages, publishers)
+        latencies = latency_phase(hub, devices, rate, latency_s)
+        hub.close()
+    finally:
+        setup.close()
     return {
         "broker": kind,
-        "devices": DEVICES,
+        "devices": fleet,
         "messages": messages,
         "points_per_msg": len(METRICS),
         "raw_passthrough_msgs_per_s": round(raw_rate),
@@ -376,16 +433,26 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--broker", choices=["embedded", "mosquitto"], default="mosquitto")
+    parser.add_argument("--devices", type=int, default=DEVICES)
     parser.add_argument("--messages", type=int, help="messages per throughput phase")
     parser.add_argument("--rate", type=float, default=2000, help="latency phase, messages/s")
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
     parser.add_argument("--json", action="store_true", help="print JSON only (the default)")
     args = parser.parse_args()
+    if args.devices < args.publishers:
+        parser.error("every publisher process needs a device: --devices >= --publishers")
     messages = args.messages or (100_000 if args.broker == "mosquitto" else 10_000)
+    os.environ["FLEETMIND_LOG_LEVEL"] = "WARNING"  # the hubs this starts log warnings only
     with tempfile.TemporaryDirectory(prefix="fleetmind-bench-") as work:
         result = run(
-            args.broker, messages, args.rate, args.latency_seconds, args.publishers, Path(work)
+            args.broker,
+            args.devices,
+            messages,
+            args.rate,
+            args.latency_seconds,
+            args.publishers,
+            Path(work),
         )
     print(json.dumps(result))
 
