@@ -2,8 +2,13 @@
 
     python benchmarks/agent.py --json
 
+Mosquitto is set up as FleetMind sets it up, with one device ``bench`` (a password) on the
+devices' listener; every phase connects as that device, one connection at a time (Mosquitto takes
+a device's username as its client id, so a second connection would close the first).
+
 1. cold start: ``fleetmind agent`` is spawned with a fresh state directory; the time until a
-   subscriber on the broker receives its first telemetry pack (baseline: starting a bare Python).
+   subscriber on the hub's listener, as the hub, receives its first telemetry pack (baseline:
+   starting a bare Python).
 2. steady state: the same agent with 4 sensors at 10 Hz; resident memory (RSS) after the warm-up
    (baseline: a bare Python's RSS) and CPU time per 1,000 readings committed to its outbox.
 3. outbox writes: packs of 40 readings (one second of 4 sensors at 10 Hz) committed one by one,
@@ -36,9 +41,9 @@ from fleetmind.agent.agent import OUTBOX_FILE
 from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Outbox
 from fleetmind.agent.uplink import Uplink
-from fleetmind.devices import model
+from fleetmind.devices import model, mosquitto
 from fleetmind.devices.files import write_file
-from fleetmind.sim.stack import free_port
+from fleetmind.sim.stack import free_port, stop
 from fleetmind.transport.paho import AsyncClient
 from fleetmind.wire import senml, topics
 
@@ -57,28 +62,23 @@ def pack(seq: int) -> bytes:
 
 
 class Broker:
-    """Mosquitto with the hub and one device ``bench``."""
+    """Mosquitto as FleetMind sets it up (:mod:`fleetmind.devices.mosquitto`), with one device
+    ``bench`` on the devices' listener and the hub's identity on the hub's; no hub runs, and
+    nothing is persisted."""
 
     def __init__(self, work: Path) -> None:
         binary = shutil.which("mosquitto")
         if binary is None:
             raise SystemExit("this benchmark needs the mosquitto broker")
-        self.port = free_port()
+        self.port, self.hub_port = free_port(), free_port()
         self.hub_secret = model.new_secret()
         device_secret = model.new_secret()
         self.device = Credentials("127.0.0.1", self.port, "bench", device_secret)
         directory = work / "broker"
-        directory.mkdir()
-        (directory / "passwd").write_text(
-            model.mosquitto_password_file(
-                {
-                    model.HUB_USERNAME: model.hash_secret(self.hub_secret),
-                    "bench": model.hash_secret(device_secret),
-                }
-            )
-        )
-        (directory / "acl").write_text(model.mosquitto_acl_file())
-        conf = model.mosquitto_config(str(directory), "127.0.0.1", self.port)
+        mosquitto.bootstrap(directory, model.hash_secret(self.hub_secret))
+        devices = mosquitto.password_file({"bench": model.hash_secret(device_secret)})
+        write_file(directory / mosquitto.PASSWORD_FILE, devices, 0o640)
+        conf = mosquitto.config(str(directory), "127.0.0.1", self.port, hub_port=self.hub_port)
         conf += "user root\n" if os.geteuid() == 0 else ""
         (directory / "mosquitto.conf").write_text(conf + "persistence false\n")
         self.process = subprocess.Popen(
@@ -87,25 +87,30 @@ class Broker:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while socket.socket().connect_ex(("127.0.0.1", self.port)) != 0:
-            if time.monotonic() > deadline:
+        while not all(listening(port) for port in (self.port, self.hub_port)):
+            if time.monotonic() > deadline or self.process.poll() is not None:
                 raise SystemExit("mosquitto did not start")
             time.sleep(0.02)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait()
+        stop(self.process)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 class FirstPack:
-    """A subscriber (as the hub) that notes when the first telemetry pack arrives."""
+    """A subscriber as the hub (its identity, on its listener) that notes when the first
+    telemetry pack arrives."""
 
     def __init__(self, broker: Broker) -> None:
         self.arrived: float | None = None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-hub")
         self.client.username_pw_set(model.HUB_USERNAME, broker.hub_secret)
         self.client.on_message = self._message
-        self.client.connect("127.0.0.1", broker.port)
+        self.client.connect("127.0.0.1", broker.hub_port)
         self.client.subscribe(topics.telemetry("bench"), qos=1)
         self.client.loop_start()
 
