@@ -7,9 +7,10 @@
    token, receives its certificate). Baseline: the same number added through the API (the hub
    makes the key pair).
 2. handshakes: the 1,000 claimed devices connect over mutual TLS (TLS 1.3, EC P-256) and stay
-   connected, against the embedded broker and against Mosquitto (with the hub's CA and CRL);
-   connections per second from the first attempt to the last CONNACK. Baseline: as many
-   password connections over plain TCP to the same broker.
+   connected, against the embedded broker and against Mosquitto (its password, ACL and CRL files
+   written from the hub's registry as the hub writes them, its server certificate from the hub's
+   CA); connections per second from the first attempt to the last CONNACK. Baseline: as many
+   password connections (the devices added through the API) over plain TCP to the same broker.
 
 Prints one JSON object.
 """
@@ -19,6 +20,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,11 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fleetmind.agent.credentials import Credentials
-from fleetmind.devices import model
+from fleetmind.devices import model, mosquitto
 from fleetmind.devices.ca import CertificateAuthority
-from fleetmind.devices.files import write_file
+from fleetmind.devices.service import DeviceService
+from fleetmind.devices.store import DeviceStore
+from fleetmind.hub.registry import create_engine
 from fleetmind.sim.fleet import provision
-from fleetmind.sim.stack import free_port
+from fleetmind.sim.stack import free_port, stop
 from fleetmind.transport.http import HubClient
 from fleetmind.transport.paho import AsyncClient
 
@@ -88,27 +92,39 @@ async def connect_all(devices: list[Credentials], port: int | None = None) -> fl
     return len(devices) / seconds
 
 
-def mosquitto(
-    work: Path, ca: CertificateAuthority, plain: list[Credentials]
-) -> tuple[subprocess.Popen[bytes], int, int]:
+def start_mosquitto(work: Path, hub_dir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Mosquitto with the files a hub on it would keep (:mod:`fleetmind.devices.mosquitto`),
+    written from the stopped hub's registry, CA and secret: the devices' password and mutual-TLS
+    listeners (with the CRL), and the hub's own listener."""
     binary = shutil.which("mosquitto")
     if binary is None:
         raise SystemExit("this benchmark needs the mosquitto broker")
     directory = work / "mosquitto"
-    directory.mkdir()
+    ca = CertificateAuthority.open(hub_dir / "ca")
+    engine = create_engine(f"sqlite:///{(hub_dir / 'registry.db').resolve()}")
+    hub_secret = (hub_dir / "hub.secret").read_text().strip()
+    mosquitto.write_files(
+        directory, DeviceService(DeviceStore(engine), ca=ca), model.hash_secret(hub_secret)
+    )
+    engine.dispose()
     ca.server_files(directory, ["127.0.0.1"])
-    write_file(directory / "crl.pem", ca.revocation_list([]), 0o644)
-    hashes = {device.username: model.hash_secret(device.password) for device in plain}
-    (directory / "passwd").write_text(model.mosquitto_password_file(hashes))
-    (directory / "acl").write_text(model.mosquitto_acl_file())
-    port, tls_port = free_port(), free_port()
-    conf = model.mosquitto_config(str(directory), "127.0.0.1", port, tls_port)
+    port, tls_port, hub_port = free_port(), free_port(), free_port()
+    conf = mosquitto.config(str(directory), "127.0.0.1", port, hub_port=hub_port, tls_port=tls_port)
     conf += ("user root\n" if os.geteuid() == 0 else "") + "persistence false\n"
     (directory / "mosquitto.conf").write_text(conf)
     process = subprocess.Popen([binary, "-c", str(directory / "mosquitto.conf")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    time.sleep(1)
+    deadline = time.monotonic() + 10
+    while not all(listening(each) for each in (port, tls_port, hub_port)):
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise SystemExit("mosquitto did not start")
+        time.sleep(0.05)
     return process, port, tls_port
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def main() -> None:
@@ -144,11 +160,9 @@ def main() -> None:
                 "mtls_connects_per_s_embedded": round(asyncio.run(connect_all(claimed)), 1),
                 "baseline_plain_connects_per_s_embedded": round(asyncio.run(connect_all(plain)), 1),
             }
-            ca = CertificateAuthority.open(work / "hub" / "ca")
         finally:
-            hub.terminate()
-            hub.wait()
-        broker, port, tls_port = mosquitto(work, ca, plain)
+            stop(hub)
+        broker, port, tls_port = start_mosquitto(work, work / "hub")
         try:
             result["mtls_connects_per_s_mosquitto"] = round(
                 asyncio.run(connect_all(claimed, tls_port)), 1
@@ -158,8 +172,7 @@ def main() -> None:
                 asyncio.run(connect_all(via_plain)), 1
             )
         finally:
-            broker.terminate()
-            broker.wait()
+            stop(broker)
     print(json.dumps(result))
 
 
