@@ -90,9 +90,12 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--backlog-s", type=int, default=3600)
     args = parser.parse_args()
+    plan = ChaosPlan(devices=args.devices)
+    if plan.devices <= plan.crashing:
+        parser.error(f"--devices must exceed the {plan.crashing} agents the chaos run kills")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        chaos = run_chaos(Stack(work / "chaos"), ChaosPlan(devices=args.devices))
+        chaos = run_chaos(Stack(work / "chaos"), plan)
         result: dict[str, float] = {
             "readings_accepted": chaos.readings_accepted,
             "readings_stored": chaos.readings_stored,
