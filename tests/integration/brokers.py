@@ -2,6 +2,7 @@
 broker (amqtt) in its child process and a Mosquitto of the test's own, with the registry's
 devices d1 and d2 (passwords and certificates) and the hub's identity on its own listener."""
 
+import contextlib
 import os
 import queue
 import signal
@@ -138,8 +139,9 @@ class Client:
         if tls is not None:
             self.mqtt.tls_set_context(tls)
         self.mqtt.on_connect = self._on_connect
-        self.mqtt.on_message = lambda _c, _u, m: self.received.put((m.topic, m.payload))
-        self.retained: list[str] = []
+        self.mqtt.on_message = self._on_message
+        #: (topic, payload, retain flag) of every message received
+        self.flags: list[tuple[str, bytes, bool]] = []
         self.mqtt.on_disconnect = lambda *_: self._connected.put(False)
         try:
             self.mqtt.connect("127.0.0.1", port, keepalive=keepalive)
@@ -161,8 +163,24 @@ class Client:
         self.refused = str(reason) if failed else None
         self._connected.put(not failed)
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.mqtt.publish(topic, payload, qos=1).wait_for_publish(timeout=5)
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        self.flags.append((message.topic, message.payload, bool(message.retain)))
+        self.received.put((message.topic, message.payload))
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self.mqtt.publish(topic, payload, qos=1, retain=retain).wait_for_publish(timeout=5)
+
+    def drain_all(self) -> list[tuple[str, bytes]]:
+        """Everything received and not yet drained."""
+        seen: list[tuple[str, bytes]] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                seen.append(self.received.get_nowait())
+        return seen
+
+    def drain_flags(self) -> list[tuple[str, bytes, bool]]:
+        """Every message received so far, with its retain flag."""
+        return list(self.flags)
 
     def subscribe(self, topic_filter: str) -> None:
         done = queue.Queue[None]()
