@@ -552,6 +552,30 @@ def device_get(device_id: str, url: Url = None, token: Token = None) -> None:
         _print_json(client.get_device(device_id))
 
 
+@device_app.command("rejects")
+def device_rejects(
+    device_id: str,
+    url: Url = None,
+    token: Token = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What the hub refused from a device lately, and why (newest first)."""
+    with _hub(url, token) as client:
+        items = client.rejects(device_id)
+    if as_json:
+        _print_json(items)
+        return
+    if not items:
+        out.print(f"nothing refused from {device_id} since the hub started")
+        return
+    from rich.table import Table
+
+    table = Table("at", "kind", "reason", "detail")
+    for item in items:
+        table.add_row(item["at"], item["kind"], item["reason"], item["detail"])
+    out.print(table)
+
+
 @device_app.command("delete")
 def device_delete(device_id: str, url: Url = None, token: Token = None) -> None:
     """Delete a device; its credentials stop working at once."""

@@ -108,6 +108,9 @@ class Agent:
         ):
             self.commands.register(name, handler)
         self.events: deque[str] = deque(maxlen=200)
+        #: messages the hub told this agent it refused (down/reject), and which kinds it named
+        self.refused_by_hub = 0
+        self._refusals_noted: set[tuple[str, str]] = set()
         self._environment = Environment(config.seed)
         self._pending: list[senml.Reading] = []
         self._seq = 0
@@ -210,6 +213,7 @@ class Agent:
             "readings_filtered": inputs - outputs - invalid,
             "bytes_saved": (inputs - outputs - invalid) * per_reading,
             "link_ms": self.uplink.stats.ack_ms,
+            "refused_by_hub": self.refused_by_hub,
             "power_mode": list(PowerMode).index(self.power_mode),
         }
         battery = self.config.battery
@@ -231,6 +235,8 @@ class Agent:
                             await self._send_state(state)
                 elif kind == messages.CERTIFICATE:
                     self._renewed(messages.Certificate.decode(payload))
+                elif kind == messages.REJECT:
+                    self._refused_by_hub(messages.Rejected.decode(payload))
                 elif kind == messages.COMMAND:
                     command = messages.Command.decode(payload)
                     answer = await self.commands.handle(command, now=time.time())
@@ -406,6 +412,14 @@ class Agent:
         asyncio.get_running_loop().call_later(0.2, self.uplink.new_boot, self.boot_id)
         self._note(f"reboot from boot {old}")
         return {"previous_boot": old, "boot": self.boot_id}
+
+    def _refused_by_hub(self, notice: messages.Rejected) -> None:
+        """The hub refused something this agent sent (a clock far off, say): count it, and say
+        so once per kind and reason; the hub repeats its notice at most once a minute."""
+        self.refused_by_hub += 1
+        if (notice.kind, notice.reason) not in self._refusals_noted:
+            self._refusals_noted.add((notice.kind, notice.reason))
+            self._note(f"the hub refused {notice.kind} ({notice.reason}): {notice.detail}")
 
     def _note(self, event: str) -> None:
         self.events.append(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {event}")

@@ -200,6 +200,28 @@ def list_certificates(request: Request, _: Reader, device_id: str) -> list[Certi
     ]
 
 
+class RejectOut(BaseModel):
+    at: datetime
+    #: the uplink kind: telemetry, state, status, event/command, csr...
+    kind: str
+    #: the short reason counted in /api/v1/stats/ingest (time, decode, text, retained...)
+    reason: str
+    detail: str
+    size: int
+
+
+@router.get("/{device_id}/rejects")
+def list_rejects(request: Request, _: Reader, device_id: str) -> list[RejectOut]:
+    """The messages the hub refused from this device lately (at most 20, newest first, since
+    the hub started), with the reason: a clock outside the accepted window, a malformed pack,
+    a value no store can keep..."""
+    try:
+        items = _service(request).rejected(device_id)
+    except DeviceNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    return [RejectOut(**asdict(item)) for item in items]
+
+
 @router.delete("/{device_id}/certificates/{serial}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_certificate(
     request: Request, principal: Operator, device_id: str, serial: str

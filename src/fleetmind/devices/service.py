@@ -18,6 +18,7 @@ from fleetmind.devices.errors import (
     InvalidDevice,
 )
 from fleetmind.devices.model import Device, DeviceCertificate, DeviceState
+from fleetmind.devices.rejects import Reject, RejectLog
 from fleetmind.devices.store import DeviceStore, EnrollmentStore
 from fleetmind.wire import topics
 from fleetmind.wire.errors import TopicError
@@ -52,8 +53,11 @@ class DeviceService:
         on_credentials_changed: Callable[[], None] | None = None,
         on_deleted: Callable[[str], None] | None = None,
         on_online: Callable[[str], None] | None = None,
+        rejects: RejectLog | None = None,
     ) -> None:
         self._store = store
+        #: what the hub refused from each device (its uplink consumer records there)
+        self.rejects = rejects or RejectLog()
         self.ca = ca
         self._enrollments = enrollments
         self._on_added = on_added
@@ -258,6 +262,11 @@ class DeviceService:
 
     def get(self, device_id: str) -> Device:
         return self._store.get(device_id)
+
+    def rejected(self, device_id: str) -> list[Reject]:
+        """What the hub refused from the device lately, newest first (since the hub started)."""
+        self._store.get(device_id)
+        return self.rejects.recent(device_id)
 
     def list(self) -> list[Device]:
         return self._store.list()

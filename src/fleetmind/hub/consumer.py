@@ -25,7 +25,6 @@ from fleetmind.audit.model import Outcome
 from fleetmind.audit.service import AuditService
 from fleetmind.commands.service import CommandService
 from fleetmind.devices.errors import DeviceError
-from fleetmind.devices.rejects import RejectLog
 from fleetmind.devices.service import DeviceService
 from fleetmind.telemetry.errors import StoreUnavailable
 from fleetmind.telemetry.ingest import Ingestor, Message
@@ -57,7 +56,6 @@ class UplinkConsumer:
     def __init__(
         self,
         ingestor: Ingestor,
-        rejects: RejectLog,
         devices: DeviceService,
         twins: TwinService,
         commands: CommandService,
@@ -65,7 +63,7 @@ class UplinkConsumer:
         publish: Publish,
     ) -> None:
         self._ingestor = ingestor
-        self._rejects = rejects
+        self._rejects = devices.rejects
         self._devices = devices
         self._twins = twins
         self._commands = commands

@@ -244,6 +244,30 @@ def mount(app: FastAPI, hub: Hub) -> None:
         ]
         ui.table(columns=columns, rows=rows, row_key="serial").classes("w-full")
 
+    def rejects_table(device_id: str) -> Callable[[], None]:
+        """What the hub refused from the device lately; returns the function that refreshes it."""
+        ui.label("Refused messages").classes("text-h6")
+        none = ui.label("Nothing refused since the hub started.")
+        columns: list[dict[str, Any]] = [
+            {"name": name, "label": label, "field": name, "align": "left"}
+            for name, label in (
+                ("at", "When"), ("kind", "Kind"), ("reason", "Reason"), ("detail", "Why"),
+            )
+        ]  # fmt: skip
+        table = ui.table(columns=columns, rows=[], row_key="key").classes("w-full")
+
+        def refresh() -> None:
+            items = hub.devices.rejected(device_id)
+            table.rows = [
+                {"key": index, "at": item.at.strftime("%Y-%m-%d %H:%M:%S"), "kind": item.kind,
+                 "reason": item.reason, "detail": item.detail}
+                for index, item in enumerate(items)
+            ]  # fmt: skip
+            table.visible, none.visible = bool(items), not items
+
+        refresh()
+        return refresh
+
     def twin_editor(device_id: str, *, editable: bool) -> Callable[[], None]:
         """The twin: desired editable (saved as a merge patch against the version it shows,
         so a concurrent change is refused, not overwritten), reported read-only. Returns the
@@ -337,9 +361,11 @@ def mount(app: FastAPI, hub: Hub) -> None:
         charts: dict[str, ui.echart] = {}
         reported = twin_editor(device_id, editable=operator)
         certificate_table(device_id)
+        refused = rejects_table(device_id)
 
         def refresh() -> None:
             reported()
+            refused()
             current = hub.devices.get(device_id)
             state.text = f"{_status(current)}, last seen {_ago(current.last_seen)}"
             end = datetime.now(UTC)

@@ -105,13 +105,13 @@ class Hub:
             on_credentials_changed=self._credentials_changed,
             on_deleted=self._device_deleted,
             on_online=self._device_online,
+            rejects=RejectLog(),
         )
         self.twins = TwinService(TwinStore(self._engine), self.devices, self.publish)
         self.commands = CommandService(CommandStore(self._engine), self.devices, self.publish)
         self.store = DuckDBTelemetryStore(settings.telemetry_path)
         self.ingestor = Ingestor(self.store)
-        self.rejects = RejectLog()
-        self.telemetry = TelemetryService(self.store, self.ingestor.stats, self.rejects)
+        self.telemetry = TelemetryService(self.store, self.ingestor.stats, self.devices.rejects)
         self.session_secret = read_or_create_secret(settings.data_dir / SESSION_SECRET_FILE)
         self._broker: EmbeddedBroker | None = None
         self._subscribers: list[BatchSubscriber] = []
@@ -197,7 +197,7 @@ class Hub:
             topic_filter = f"$share/{self.settings.ingest_group}/{topics.UPLINK_FILTER}"
             connections = self.settings.ingest_connections
         consumer = UplinkConsumer(
-            self.ingestor, self.rejects, self.devices, self.twins, self.commands, self.audit,
+            self.ingestor, self.devices, self.twins, self.commands, self.audit,
             self.publish,
         )  # fmt: skip
         instance = read_or_create_secret(self.settings.data_dir / INSTANCE_FILE)

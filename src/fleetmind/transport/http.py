@@ -57,6 +57,10 @@ class HubClient:
         device: dict[str, Any] = self.request("GET", f"/api/v1/devices/{device_id}")
         return device
 
+    def rejects(self, device_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.request("GET", f"/api/v1/devices/{device_id}/rejects")
+        return items
+
     def delete_device(self, device_id: str) -> None:
         self.request("DELETE", f"/api/v1/devices/{device_id}")
 
