@@ -1,11 +1,14 @@
-"""Fault injection: run a fleet through agent crashes (kill -9), a broker outage and a hub
-crash, then count what the agents accepted against what the hub stored.
+"""Fault injection: run a fleet through agent crashes (kill -9), a broker outage and hub
+crashes, then count what the agents accepted against what the hub stored.
 
-Everything runs as real processes (:class:`~fleetmind.sim.stack.Stack`): Mosquitto, ``fleetmind
-hub`` with the external broker, and two ``fleetmind sim`` processes with durable outboxes, one
-of which is killed and restarted. Accepted readings are counted from the agents' outbox databases
-(committed counters), stored ones from the hub's store census; both are whole counts, not
-samples.
+Everything runs as real processes (:class:`~fleetmind.sim.stack.Stack`): ``fleetmind hub`` with
+its embedded broker or on Mosquitto, and two ``fleetmind sim`` processes with durable outboxes,
+one of which is killed and restarted. With Mosquitto the broker is stopped for a while and the
+hub killed -9; with the embedded broker the hub is killed -9 twice, and its broker with it.
+
+An agent deletes a pack from its outbox only when the broker acknowledged it, so a reading
+accepted (outbox counters) and missing from the store (census) is a reading some device saw
+acknowledged and the hub lost; both counts are whole, not samples.
 """
 
 import signal
@@ -75,12 +78,18 @@ def run_chaos(
             "crashing", plan.crashing, rate_hz=plan.rate_hz, duration_s=remaining
         )
         until(plan.broker_down_at_s)
-        step(f"stop the broker for {plan.broker_down_for_s:.0f} s")
-        assert stack.broker is not None  # noqa: S101 - started above
-        stop(stack.broker)
-        until(plan.broker_down_at_s + plan.broker_down_for_s)
-        step("start the broker again")
-        stack.start_broker()
+        if stack.embedded:
+            step("kill -9 the hub, and with it its broker, and start it again")
+            assert stack.hub is not None  # noqa: S101 - started above
+            stop(stack.hub, signal.SIGKILL)
+            stack.start_hub()
+        else:
+            step(f"stop the broker for {plan.broker_down_for_s:.0f} s")
+            assert stack.broker is not None  # noqa: S101 - started above
+            stop(stack.broker)
+            until(plan.broker_down_at_s + plan.broker_down_for_s)
+            step("start the broker again")
+            stack.start_broker()
         until(plan.hub_crash_at_s)
         step("kill -9 the hub and start it again")
         assert stack.hub is not None  # noqa: S101 - started above

@@ -1,6 +1,7 @@
-"""A whole FleetMind installation as real processes: Mosquitto, ``fleetmind hub`` on it, and
-``fleetmind sim`` fleets with durable outboxes. Used to break things on purpose (chaos runs)
-and to measure recovery; every part can be stopped, killed and started again."""
+"""A whole FleetMind installation as real processes: ``fleetmind hub`` with its embedded broker
+or on a Mosquitto of the stack's own, and ``fleetmind sim`` fleets with durable outboxes. Used to
+break things on purpose (chaos runs) and to measure recovery; every part can be stopped, killed
+and started again, on the same ports."""
 
 import os
 import shutil
@@ -49,15 +50,18 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 class Stack:
     """Broker, hub and fleets below ``work``; ``close()`` stops what still runs."""
 
-    def __init__(self, work: Path, *, mosquitto: str | None = None) -> None:
+    def __init__(self, work: Path, *, mosquitto: str | None = None, embedded: bool = False) -> None:
         binary = mosquitto or shutil.which("mosquitto")
-        if binary is None:
+        if binary is None and not embedded:
             raise RuntimeError("this run needs the mosquitto broker")
         self.work = work
-        self._mosquitto_binary = binary
+        #: the hub runs its embedded broker (which lives and dies with it)
+        self.embedded = embedded
+        self._mosquitto_binary = binary or ""
         self._broker_dir = work / "broker"
         self._broker_dir.mkdir(parents=True, exist_ok=True)
         self._mqtt_port = free_port()
+        self._tls_port = free_port()
         self._hub_port = free_port()
         self._http_port = free_port()
         self._hub_secret = model.new_secret()
@@ -73,6 +77,9 @@ class Stack:
             )
 
     def start_broker(self) -> None:
+        """Start Mosquitto (the embedded broker starts with the hub)."""
+        if self.embedded:
+            return
         directory = self._broker_dir
         if not (directory / mosquitto.PASSWORD_FILE).exists():
             mosquitto.bootstrap(directory, model.hash_secret(self._hub_secret))
@@ -93,10 +100,14 @@ class Stack:
 
     def start_hub(self) -> None:
         broker_url = f"mqtt://{model.HUB_USERNAME}:{self._hub_secret}@127.0.0.1:{self._hub_port}"
+        broker = (
+            ["--mqtt-tls-port", str(self._tls_port)]
+            if self.embedded
+            else ["--broker-url", broker_url, "--mosquitto-dir", str(self._broker_dir)]
+        )
         self.hub = self._fleetmind(
             "hub", "--data-dir", str(self.work / "hub"), "--http-port", str(self._http_port),
-            "--broker-url", broker_url, "--mosquitto-dir", str(self._broker_dir),
-            "--mqtt-port", str(self._mqtt_port), log="hub.log",
+            "--mqtt-port", str(self._mqtt_port), *broker, log="hub.log",
         )  # fmt: skip
         _wait(self._healthy, "the hub")
         self.token = (self.work / "hub" / "admin.token").read_text().strip()
