@@ -268,12 +268,12 @@ class MosquittoSetup:
         stop(self.stack.broker)
         # forget the hub's persistent session: nothing is queued for it while it is away, and
         # the durable phase starts with nothing from the raw phase
-        (self.stack.work / "broker" / "mosquitto.db").unlink(missing_ok=True)
+        (self.stack.broker_dir / "mosquitto.db").unlink(missing_ok=True)
         self.stack.start_broker()
         # Stack keeps the hub's listener and secret to itself; the raw subscriber takes the
         # hub's place on that listener
         return BrokerAddress(
-            "127.0.0.1", self.stack._hub_port, model.HUB_USERNAME, self.stack._hub_secret
+            "127.0.0.1", self.stack.hub_port, model.HUB_USERNAME, self.stack.hub_secret
         )
 
     def stop_raw(self) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 
 from brokers import HUB_SECRET, Broker, Client, broker  # noqa: F401 - broker is the fixture
+
 from conftest import wait_until
 from fleetmind.devices import model
 from fleetmind.telemetry.errors import StoreUnavailable

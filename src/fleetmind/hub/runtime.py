@@ -1,6 +1,7 @@
 """The running hub: registry, stores, services, broker and ingest, started and stopped together."""
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -31,7 +32,6 @@ from fleetmind.hub.settings import (
     DEFAULT_MQTT_TLS_PORT,
     Settings,
     choose_port,
-    free_port,
 )
 from fleetmind.telemetry.duckdb_store import DuckDBTelemetryStore
 from fleetmind.telemetry.ingest import Ingestor
@@ -133,7 +133,8 @@ class Hub:
                 device_port = choose_port(
                     settings.mqtt_host, settings.mqtt_port, DEFAULT_MQTT_PORT, "MQTT"
                 )
-            address = BrokerAddress("127.0.0.1", free_port("127.0.0.1"), tls=settings.production)
+            # the hub's listener: its port is known once the broker listens (start())
+            address = BrokerAddress("127.0.0.1", 0, tls=settings.production)
             device_host = settings.mqtt_host
         else:
             address = BrokerAddress.parse(settings.broker_url)
@@ -180,9 +181,9 @@ class Hub:
                 self.settings.registry,
                 self._hub_secret_hash,
                 TlsListener(self.mqtt.tls_port, ca, cert, key, self._hub_fingerprint),
-                hub_port=address.port,
             )
             self._broker.start()
+            address = self.broker_address = dataclasses.replace(address, port=self._broker.hub_port)
             # amqtt has no shared subscriptions: one connection receives everything
             topic_filter, connections = topics.UPLINK_FILTER, 1
         elif self.settings.ingest_group is None:

@@ -58,13 +58,15 @@ class Stack:
         #: the hub runs its embedded broker (which lives and dies with it)
         self.embedded = embedded
         self._mosquitto_binary = binary or ""
-        self._broker_dir = work / "broker"
-        self._broker_dir.mkdir(parents=True, exist_ok=True)
+        #: Mosquitto's configuration, files and persistence
+        self.broker_dir = work / "broker"
+        self.broker_dir.mkdir(parents=True, exist_ok=True)
         self._mqtt_port = free_port()
         self._tls_port = free_port()
-        self._hub_port = free_port()
+        #: Mosquitto's listener for the hub, and the hub's identity there
+        self.hub_port = free_port()
         self._http_port = free_port()
-        self._hub_secret = model.new_secret()
+        self.hub_secret = model.new_secret()
         self.broker: subprocess.Popen[bytes] | None = None
         self.hub: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self._http_port}"
@@ -80,11 +82,11 @@ class Stack:
         """Start Mosquitto (the embedded broker starts with the hub)."""
         if self.embedded:
             return
-        directory = self._broker_dir
+        directory = self.broker_dir
         if not (directory / mosquitto.PASSWORD_FILE).exists():
-            mosquitto.bootstrap(directory, model.hash_secret(self._hub_secret))
+            mosquitto.bootstrap(directory, model.hash_secret(self.hub_secret))
         conf = mosquitto.config(
-            str(directory), "127.0.0.1", self._mqtt_port, hub_port=self._hub_port
+            str(directory), "127.0.0.1", self._mqtt_port, hub_port=self.hub_port
         )
         if os.geteuid() == 0:  # stay root, or the broker could not read our private files
             conf += "user root\n"
@@ -99,11 +101,11 @@ class Stack:
         _wait(lambda: _listening(self._mqtt_port), "the broker")
 
     def start_hub(self) -> None:
-        broker_url = f"mqtt://{model.HUB_USERNAME}:{self._hub_secret}@127.0.0.1:{self._hub_port}"
+        broker_url = f"mqtt://{model.HUB_USERNAME}:{self.hub_secret}@127.0.0.1:{self.hub_port}"
         broker = (
             ["--mqtt-tls-port", str(self._tls_port)]
             if self.embedded
-            else ["--broker-url", broker_url, "--mosquitto-dir", str(self._broker_dir)]
+            else ["--broker-url", broker_url, "--mosquitto-dir", str(self.broker_dir)]
         )
         self.hub = self._fleetmind(
             "hub", "--data-dir", str(self.work / "hub"), "--http-port", str(self._http_port),

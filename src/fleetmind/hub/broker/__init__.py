@@ -6,7 +6,9 @@
 """
 
 from fleetmind.hub.broker.plugins import RegistryAuthPlugin
-from fleetmind.hub.broker.process import SWEEP_S, EmbeddedBroker, TlsListener
+from fleetmind.hub.broker.process import SWEEP_S, BrokerError, EmbeddedBroker, TlsListener
 from fleetmind.hub.broker.server import BrokerLimits
 
-__all__ = ["SWEEP_S", "BrokerLimits", "EmbeddedBroker", "RegistryAuthPlugin", "TlsListener"]
+__all__ = [
+    "SWEEP_S", "BrokerError", "BrokerLimits", "EmbeddedBroker", "RegistryAuthPlugin", "TlsListener",
+]  # fmt: skip

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ from fleetmind.hub.broker import plugins
 from fleetmind.hub.broker.server import BrokerLimits, StrictBroker
 
 log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not start (a port taken, a TLS file unreadable...)."""
+
 
 #: seconds between checks of the connected devices against the registry
 SWEEP_S = 2.0
@@ -62,16 +68,16 @@ def broker_config(
     registry_url: str,
     hub_secret_hash: str,
     tls: TlsListener | None,
-    hub_port: int,
+    hub_port: int | None,
 ) -> dict[str, Any]:
     """amqtt's configuration: the devices' plain listener on ``port`` (None: none) and ``tls``,
-    and the hub's listener on ``127.0.0.1:hub_port`` (mutual TLS when the hub has a
-    certificate, plain otherwise).
+    and the hub's listener on ``127.0.0.1:hub_port`` (None: a port the system picks; mutual TLS
+    when the hub has a certificate, plain otherwise).
 
     amqtt fills every field a listener leaves at its default from its ``default`` listener,
     which is the hub's: plain beside the plain devices' listener, TLS only in production,
     where devices have no plain listener."""
-    hub_bind = f"127.0.0.1:{hub_port}"
+    hub_bind = f"127.0.0.1:{hub_port or 0}"
     hub_over_tls = tls is not None and bool(tls.hub_fingerprint)
     listeners: dict[str, Any] = {
         plugins.HUB_LISTENER: _tls(hub_bind, tls) if tls is not None and hub_over_tls else {
@@ -95,7 +101,7 @@ def broker_config(
     }
 
 
-def _serve(config: dict[str, Any], limits: BrokerLimits, log_level: int) -> None:
+def _serve(config: dict[str, Any], limits: BrokerLimits, log_level: int, ready: Connection) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s broker %(levelname)s %(message)s")
     # amqtt logs every refused client at ERROR with a traceback; the hub logs what matters
     logging.getLogger("amqtt").setLevel(logging.CRITICAL)
@@ -108,7 +114,13 @@ def _serve(config: dict[str, Any], limits: BrokerLimits, log_level: int) -> None
         if parent is not None:  # readable once the hub's process is gone, however it ended
             loop.add_reader(parent.sentinel, _orphaned)
         broker = StrictBroker(config, limits)
-        await broker.start()
+        try:
+            await broker.start()
+        except Exception as exc:  # noqa: BLE001 - said once, plainly; the hub reports it
+            log.error("the embedded broker cannot start: %s", exc.__cause__ or exc)  # noqa: TRY400
+            os._exit(1)
+        ready.send(broker.hub_port)  # the hub connects there: bound, so nobody can take it
+        ready.close()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         registry = config["plugins"][_AUTH]["registry_url"]
@@ -142,30 +154,43 @@ class EmbeddedBroker:
         hub_secret_hash: str,
         tls: TlsListener | None = None,
         *,
-        hub_port: int,
+        hub_port: int | None = None,
         limits: BrokerLimits | None = None,
     ) -> None:
+        """``hub_port``: the hub's listener (None: a free port, known once :meth:`start`
+        returned)."""
         self.host = host
         self.port = port
         self.tls = tls
-        self.hub_port = hub_port
+        self.hub_port = hub_port or 0
         self._config = broker_config(host, port, registry_url, hub_secret_hash, tls, hub_port)
         self._limits = limits or BrokerLimits()
         self._process: BaseProcess | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the child and return once it listens; BrokerError if it cannot."""
         context = multiprocessing.get_context("spawn")
+        ready, child_end = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_serve,
-            args=(self._config, self._limits, logging.getLogger().getEffectiveLevel()),
+            args=(self._config, self._limits, logging.getLogger().getEffectiveLevel(), child_end),
             name="fleetmind-broker",
             daemon=True,
         )
         self._process.start()
+        child_end.close()
+        try:
+            if not ready.poll(timeout):
+                raise BrokerError(f"the embedded broker did not start within {timeout:.0f} s")
+            self.hub_port = ready.recv()
+        except EOFError:
+            raise BrokerError("the embedded broker could not start; see its log") from None
+        finally:
+            ready.close()
         ports = [f"{self.port} (plain)"] if self.port is not None else []
         ports += [f"{self.tls.port} (mutual TLS)"] if self.tls is not None else []
         log.info(
-            "embedded broker starting on %s: %s; the hub's listener on 127.0.0.1:%d",
+            "embedded broker on %s: %s; the hub's listener on 127.0.0.1:%d",
             self.host, ", ".join(ports), self.hub_port,
         )  # fmt: skip
 

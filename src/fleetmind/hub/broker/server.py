@@ -44,7 +44,7 @@ from fleetmind.hub.broker.connections import (
     release,
 )
 from fleetmind.hub.broker.hub_link import HubLink, Uplink
-from fleetmind.hub.broker.plugins import LISTENER
+from fleetmind.hub.broker.plugins import HUB_LISTENER, LISTENER
 from fleetmind.wire import topics
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,13 @@ class StrictBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         #: set when a connection's handling has ended (a takeover waits for it)
         self._ended: dict[Any, asyncio.Event] = {}
         ClientHandler.max_held = limits.max_held_per_connection
+
+    @property
+    def hub_port(self) -> int:
+        """The port the hub's listener is bound to."""
+        server = self._servers[HUB_LISTENER].instance
+        port: int = server.sockets[0].getsockname()[1]
+        return port
 
     @staticmethod
     def _create_ssl_context(listener: Any) -> ssl.SSLContext:
