@@ -6,6 +6,7 @@ where it fails: CI installs everything the suite needs.
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,37 @@ def require(program: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+#: the PostgreSQL the registry tests use (trust auth); each test gets a schema of its own
+POSTGRES_URL = os.environ.get(
+    "FLEETMIND_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextmanager
+def postgres_schema(prefix: str = "t") -> Iterator[str]:
+    """The URL of a new schema in the test PostgreSQL, dropped afterwards; skip without a server
+    (fail in CI)."""
+    import sqlalchemy as sa
+
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    try:
+        admin = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    except (ImportError, sa.exc.OperationalError) as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        message = f"no PostgreSQL at {POSTGRES_URL}: {reason}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 def free_port() -> int:

@@ -4,16 +4,14 @@ The service runs on SQLite and, when a server answers, on PostgreSQL
 (``postgresql+psycopg://postgres@127.0.0.1:5432/test``, each test in a schema of its own).
 """
 
-import os
-import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
+from conftest import postgres_schema
 from fleetmind.auth import service as service_module
 from fleetmind.auth.errors import Forbidden, InvalidCredentials, LockedOut, UserError
 from fleetmind.auth.model import MAX_FAILURES, Role, Scope
@@ -23,32 +21,6 @@ from fleetmind.auth.store import TokenStore
 from fleetmind.hub.registry import create_engine, migrate
 
 PASSWORD = "a long enough passphrase"
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def postgres_schema() -> Iterator[sa.Engine]:
-    """An engine whose tables live in a new schema, dropped afterwards; skip without a server
-    (fail in CI)."""
-    try:
-        admin = sa.create_engine(POSTGRES, connect_args={"connect_timeout": 3})
-        with admin.connect():
-            pass
-    except (ImportError, sa.exc.OperationalError) as exc:
-        message = f"PostgreSQL is not reachable at {POSTGRES}: {exc}".splitlines()[0]
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    schema = f"test_auth_{secrets.token_hex(6)}"
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    engine = sa.create_engine(POSTGRES, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -59,9 +31,11 @@ def auth(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuthService
         yield AuthService(TokenStore(engine))
         engine.dispose()
         return
-    for engine in postgres_schema():
+    with postgres_schema("test_auth") as url:
+        engine = create_engine(url)
         migrate(engine)
         yield AuthService(TokenStore(engine))
+        engine.dispose()
 
 
 def test_passwords_are_argon2id_and_salted() -> None:

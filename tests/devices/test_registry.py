@@ -1,8 +1,6 @@
 """The registry through its service, on SQLite (and PostgreSQL where one is reachable) migrated
 by the hub's Alembic scripts."""
 
-import os
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography import x509
 
+from conftest import postgres_schema
 from fleetmind.devices import certificates, model
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.errors import CertificateError, DeviceExists, DeviceNotFound, InvalidDevice
@@ -163,33 +162,15 @@ def test_a_csr_needs_a_ca(service: DeviceService) -> None:
 # -- a name given to a new device: the old device's certificates stay out ------------------------
 
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty registry database: SQLite in a file, or a schema of its own in the PostgreSQL
-    at 127.0.0.1:5432 (skipped without it, except under ``CI=true``; dropped afterwards)."""
+    """An empty registry database: SQLite in a file, or a schema of its own in the test
+    PostgreSQL (skipped without it, except under ``CI=true``; dropped afterwards)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'registry.db'}"
         return
-    schema = f"t_{secrets.token_hex(6)}"
-    try:
-        admin = sa.create_engine(POSTGRES_URL)
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    except (sa.exc.OperationalError, ModuleNotFoundError) as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        message = f"no PostgreSQL at 127.0.0.1:5432 (database test, trust auth): {reason}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture
