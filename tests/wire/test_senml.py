@@ -128,7 +128,7 @@ names = st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True)
 values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=64),
     st.booleans(),
-    st.text(st.characters(exclude_characters="\x00"), max_size=50),
+    st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=50),
 )
 readings = st.lists(
     st.builds(senml.Reading, names, st.floats(NOW - 86400, NOW + 60), values),
@@ -223,7 +223,7 @@ def test_text_that_no_store_can_keep_is_refused(field: str, text: str, as_cbor: 
     payload = cbor2.dumps([record]) if as_cbor else json.dumps([record]).encode()
     with pytest.raises(DecodeError) as raised:
         senml.decode(payload, device_id="d1", now=NOW)
-    assert raised.value.reason == "text"
+    assert raised.value.reason == ("name" if field == "bn" else "text")  # a name is ASCII
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ their own are found; those are refused (reason ``store``), the rest is stored.
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -72,49 +72,48 @@ class Ingested:
     refused: list[Refusal]
 
 
-@dataclass(frozen=True, slots=True)
-class _Decoded:
-    message: Message
-    pack: senml.Pack
+@dataclass(slots=True)
+class _Columns:
+    """A batch's packs as columns, extended pack by pack, converted to Arrow once."""
 
+    device_ids: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    values: list[float | None] = field(default_factory=list)
+    strings: list[str | None] = field(default_factory=list)
+    bools: list[bool | None] = field(default_factory=list)
+    units: list[str | None] = field(default_factory=list)
+    boots: list[str | None] = field(default_factory=list)
+    seqs: list[int | None] = field(default_factory=list)
 
-def _table(items: list[_Decoded]) -> pa.Table:
-    """One Arrow table of the packs' columns, built with one conversion per column."""
-    device_ids: list[str] = []
-    names: list[str] = []
-    times: list[float] = []
-    values: list[float | None] = []
-    strings: list[str | None] = []
-    bools: list[bool | None] = []
-    units: list[str | None] = []
-    boots: list[str | None] = []
-    seqs: list[int | None] = []
-    for item in items:
-        pack, count = item.pack, len(item.pack)
-        device_ids.extend([item.message.device_id] * count)
-        names.extend(pack.names)
-        times.extend(pack.times)
-        values.extend(pack.values)
-        strings.extend(pack.strings)
-        bools.extend(pack.bools)
-        units.extend(pack.units)
-        boots.extend([pack.boot] * count)
-        seqs.extend([pack.seq] * count)
-    micros = (np.asarray(times, dtype=np.float64) * 1e6).astype(np.int64)
-    return pa.Table.from_arrays(
-        [
-            pa.array(device_ids, pa.string()),
-            pa.array(names, pa.string()),
-            pa.array(micros, pa.timestamp("us", tz="UTC")),
-            pa.array(values, pa.float64()),
-            pa.array(strings, pa.string()),
-            pa.array(bools, pa.bool_()),
-            pa.array(units, pa.string()),
-            pa.array(boots, pa.string()),
-            pa.array(seqs, pa.int64()),
-        ],
-        schema=BATCH_SCHEMA,
-    )
+    def extend(self, device_id: str, pack: senml.Pack) -> None:
+        count = len(pack)
+        self.device_ids.extend([device_id] * count)
+        self.names.extend(pack.names)
+        self.times.extend(pack.times)
+        self.values.extend(pack.values)
+        self.strings.extend(pack.strings)
+        self.bools.extend(pack.bools)
+        self.units.extend(pack.units)
+        self.boots.extend([pack.boot] * count)
+        self.seqs.extend([pack.seq] * count)
+
+    def table(self) -> pa.Table:
+        micros = (np.asarray(self.times, dtype=np.float64) * 1e6).astype(np.int64)
+        return pa.Table.from_arrays(
+            [
+                pa.array(self.device_ids, pa.string()),
+                pa.array(self.names, pa.string()),
+                pa.array(micros, pa.timestamp("us", tz="UTC")),
+                pa.array(self.values, pa.float64()),
+                pa.array(self.strings, pa.string()),
+                pa.array(self.bools, pa.bool_()),
+                pa.array(self.units, pa.string()),
+                pa.array(self.boots, pa.string()),
+                pa.array(self.seqs, pa.int64()),
+            ],
+            schema=BATCH_SCHEMA,
+        )
 
 
 class Ingestor:
@@ -134,9 +133,12 @@ class Ingestor:
         Raises :class:`StoreUnavailable` when nothing could be committed.
         """
         now = time.time()
-        decoded: list[_Decoded] = []
+        columns = _Columns()
+        taken: list[Message] = []  # the packs themselves are not kept: the columns hold them
         refused: list[Refusal] = []
         packs: set[tuple[str, str, int]] = set()
+        seen: dict[str, datetime] = {}
+        moment = datetime.fromtimestamp(now, UTC)
         count = duplicates = 0
         for message in messages:
             count += 1
@@ -153,27 +155,39 @@ class Ingestor:
                     duplicates += len(pack)
                     continue
                 packs.add(key)
-            decoded.append(_Decoded(message, pack))
-        written = self._append(decoded, refused) if decoded else 0
-        rows = sum(len(item.pack) for item in decoded)
+            columns.extend(message.device_id, pack)
+            taken.append(message)
+            seen[message.device_id] = moment
+        written = self._append(columns, taken, refused, now) if taken else 0
         with self._lock:
             self.stats.messages += count
             self.stats.batches += 1
             self.stats.rows_written += written
-            self.stats.duplicates += duplicates + rows - written
-        moment = datetime.fromtimestamp(now, UTC)
-        return Ingested({item.message.device_id: moment for item in decoded}, refused)
+            self.stats.duplicates += duplicates + len(columns.names) - written
+        return Ingested(seen, refused)
 
-    def _append(self, items: list[_Decoded], refused: list[Refusal]) -> int:
-        """Append ``items``; find and refuse the ones no store write can take."""
+    def _append(
+        self, columns: _Columns, messages: list[Message], refused: list[Refusal], now: float
+    ) -> int:
+        """Append ``messages`` (decoded as ``columns``); find and refuse the ones no store write
+        can take, decoding the halves again (a rare path: the usual one keeps no pack)."""
         try:
-            return self._store.append(_table(items))
+            return self._store.append(columns.table())
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever a message made the write raise
-            if len(items) == 1:
+            if len(messages) == 1:
                 detail = f"the store could not take it: {exc!r}"
-                refused.append(Refusal(items[0].message, "store", detail, exc))
+                refused.append(Refusal(messages[0], "store", detail, exc))
                 return 0
-        middle = len(items) // 2
-        return self._append(items[:middle], refused) + self._append(items[middle:], refused)
+        written = 0
+        for half in messages[: len(messages) // 2], messages[len(messages) // 2 :]:
+            part = _Columns()
+            for message in half:
+                part.extend(
+                    message.device_id,
+                    senml.decode(message.payload, device_id=message.device_id, now=now,
+                                 limits=self._limits),
+                )  # fmt: skip
+            written += self._append(part, half, refused, now)
+        return written

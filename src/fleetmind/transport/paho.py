@@ -24,6 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from fleetmind.transport.backoff import Backoff
 
 log = logging.getLogger(__name__)
+#: acknowledgements sent under one hold of the subscriber's lock
+_ACKS_AT_ONCE = 100
 
 
 class TransportError(ConnectionError):
@@ -243,10 +245,13 @@ class BatchSubscriber:
                 log.info("ingest recovered: batches are committed again")
                 self.failure = None
                 self._backoff.reset()
-            with self._condition:  # no new connection may start between the check and the ack
-                for message in batch:
-                    if message.qos > 0 and message.connection == self._connection:
-                        self._client.ack(message.mid, message.qos)
+            for start in range(0, len(batch), _ACKS_AT_ONCE):
+                # no new connection may start between the check and the ack; the lock is let go
+                # between chunks so that paho's thread keeps reading meanwhile
+                with self._condition:
+                    for message in batch[start : start + _ACKS_AT_ONCE]:
+                        if message.qos > 0 and message.connection == self._connection:
+                            self._client.ack(message.mid, message.qos)
 
     def _failed(self, count: int, error: Exception) -> None:
         """A batch could not be committed: leave it unacknowledged, go away for a while, and come

@@ -205,10 +205,17 @@ def _number(value: object, what: str) -> float:
     return number
 
 
-def _text(value: object, what: str) -> str:
+def _string(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise DecodeError(f"{what} must be a string, not {type(value).__name__}", reason="type")
-    return check_text(value, what)
+    return value
+
+
+def _text(value: object, what: str) -> str:
+    """Free text (unit, string value, boot id): a string every store can keep."""
+    if type(value) is str and value.isascii() and "\x00" not in value:  # the usual case, fast
+        return value
+    return check_text(_string(value, what), what)
 
 
 def _resolve(  # noqa: PLR0912, PLR0915 - one pass over the records, kept flat for speed
@@ -247,7 +254,7 @@ def _resolve(  # noqa: PLR0912, PLR0915 - one pass over the records, kept flat f
             ):
                 raise DecodeError("unsupported SenML version", reason="field")
             if (value := record.get(labels.bn)) is not None:
-                base_name = _text(value, "bn")
+                base_name = _string(value, "bn")  # a name matches NAME_PATTERN: ASCII
             if (value := record.get(labels.bt)) is not None:
                 base_time = _number(value, "bt")
             if labels.bu in record:
@@ -260,7 +267,7 @@ def _resolve(  # noqa: PLR0912, PLR0915 - one pass over the records, kept flat f
         values_present = [label for label in value_labels if label in record]
         if name_part is None and not values_present:
             continue  # a record carrying base fields only
-        name = base_name + ("" if name_part is None else _text(name_part, "n"))
+        name = base_name + ("" if name_part is None else _string(name_part, "n"))
         if name.startswith(prefixes):
             name = name[len(device_id) + 1 :]
         if len(name) > limits.max_name_length:

@@ -27,6 +27,8 @@ from fleetmind.hub.broker.connections import release
 log = logging.getLogger(__name__)
 
 _PACKET_ID = "fleetmind.hub_link.packet_id"
+#: bytes written to a hub connection at once
+_BURST = 256 * 1024
 
 
 @dataclass(eq=False, slots=True)
@@ -112,7 +114,8 @@ class HubLink:
                 await consumer.handler.writer.close()
 
     async def _send_all(self, consumer: _Consumer) -> None:
-        loop = asyncio.get_running_loop()
+        """Send what waits, a burst at a time: one write and one drain per burst, not per
+        message (the broker shares its core with the hub)."""
         while True:
             if not self._queue:
                 self._ready.clear()
@@ -122,17 +125,29 @@ class HubLink:
                 consumer.room.clear()
                 await consumer.room.wait()
                 continue
-            uplink = self._queue.popleft()
-            again = uplink.session is consumer.session and uplink.packet_id not in consumer.inflight
-            packet_id = uplink.packet_id if again else self._next_id(consumer)
-            waiter: asyncio.Future[Any] = loop.create_future()
-            consumer.handler._puback_waiters[packet_id] = waiter
-            consumer.inflight[packet_id] = uplink
-            waiter.add_done_callback(functools.partial(self._acknowledged, consumer, packet_id))
-            dup = uplink.session is not None
-            uplink.session, uplink.packet_id = consumer.session, packet_id
-            packet = PublishPacket.build(uplink.topic, uplink.data, packet_id, dup, QOS_1, False)
-            await consumer.handler._send_packet(packet)
+            burst = bytearray()
+            while (
+                self._queue and len(consumer.inflight) < self._max_inflight and len(burst) < _BURST
+            ):
+                burst += self._packet(consumer, self._queue.popleft())
+            handler = consumer.handler
+            async with handler._write_lock:
+                handler.writer.write(bytes(burst))
+                await handler.writer.drain()
+
+    def _packet(self, consumer: _Consumer, uplink: Uplink) -> bytes:
+        """The PUBLISH of ``uplink`` to ``consumer``, in flight from now on."""
+        again = uplink.session is consumer.session and uplink.packet_id not in consumer.inflight
+        packet_id = uplink.packet_id if again else self._next_id(consumer)
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        consumer.handler._puback_waiters[packet_id] = waiter
+        consumer.inflight[packet_id] = uplink
+        waiter.add_done_callback(functools.partial(self._acknowledged, consumer, packet_id))
+        dup = uplink.session is not None
+        uplink.session, uplink.packet_id = consumer.session, packet_id
+        packet = PublishPacket.build(uplink.topic, uplink.data, packet_id, dup, QOS_1, False)
+        data: bytes = packet.to_bytes()
+        return data
 
     def _next_id(self, consumer: _Consumer) -> int:
         attributes = consumer.session.attributes
