@@ -226,26 +226,26 @@ class Agent:
         """Handle what the hub sends: desired twin documents and commands."""
         while True:
             topic, payload = await self.uplink.inbox.get()
-            kind = topic.rsplit("/down/", 1)[-1]
             try:
-                if kind == messages.DESIRED:
+                kind = topics.parse(topic).known
+                if kind == topics.Down.DESIRED:
                     if payload:  # an empty retained message clears the twin
                         state = self.twin.on_desired(messages.Desired.decode(payload))
                         if state is not None:
                             await self._send_state(state)
-                elif kind == messages.CERTIFICATE:
+                elif kind == topics.Down.CERTIFICATE:
                     self._renewed(messages.Certificate.decode(payload))
-                elif kind == messages.REJECT:
+                elif kind == topics.Down.REJECT:
                     self._refused_by_hub(messages.Rejected.decode(payload))
-                elif kind == messages.COMMAND:
+                elif kind == topics.Down.COMMAND:
                     command = messages.Command.decode(payload)
                     answer = await self.commands.handle(command, now=time.time())
                     await self.uplink.send(
-                        topics.up(self.device_id, messages.COMMAND_RESULT), answer.encode()
+                        topics.up(self.device_id, topics.Up.COMMAND_RESULT), answer.encode()
                     )
                     self._note(f"command {command.name}: {'ok' if answer.ok else answer.error}")
             except WireError as exc:
-                self._note(f"refused a {kind} message: {exc}")
+                self._note(f"refused a message on {topic[:120]}: {exc}")
             except TransportError:
                 pass  # the hub re-syncs state on reconnect; a command answer times out there
 
@@ -265,7 +265,7 @@ class Agent:
         self._renewal_key = certificates.new_key()
         csr = certificates.make_csr(self._renewal_key, self.device_id).decode()
         await self.uplink.send(
-            topics.up(self.device_id, messages.CSR), messages.Renewal(csr).encode()
+            topics.up(self.device_id, topics.Up.CSR), messages.Renewal(csr).encode()
         )
         self._note("certificate renewal requested")
 
@@ -298,7 +298,7 @@ class Agent:
         self._note(f"certificate renewed, serial {certificates.serial_hex(new)}")
 
     async def _send_state(self, state: messages.State) -> None:
-        await self.uplink.send(topics.up(self.device_id, messages.STATE), state.encode())
+        await self.uplink.send(topics.up(self.device_id, topics.Up.STATE), state.encode())
 
     def read_sensors(self, t: float) -> None:
         for sensor in self.config.sensors:

@@ -77,7 +77,9 @@ class CommandService:
             record.id, record.name, record.args, record.expires_at.timestamp()
         )
         try:
-            self._publish(topics.down(record.device_id, messages.COMMAND), command.encode(), False)
+            self._publish(
+                topics.down(record.device_id, topics.Down.COMMAND), command.encode(), False
+            )
         except ConnectionError as exc:
             log.warning("command %s for %s stays queued: %s", record.id, record.device_id, exc)
             return

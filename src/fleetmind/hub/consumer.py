@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 #: publishes (topic, payload, retain) to the broker
 Publish = Callable[[str, bytes, bool], None]
-STATUS = "status"
-TELEMETRY = "telemetry"
 #: seconds between two notices to a device about the same kind and reason of refusal
 NOTICE_INTERVAL_S = 60.0
 _MAX_NOTICES = 100_000
@@ -70,10 +68,10 @@ class UplinkConsumer:
         self._audit = audit
         self._publish = publish
         self._handlers: dict[str, Callable[[str, bytes], None]] = {
-            STATUS: self._status,
-            messages.STATE: self._state,
-            messages.COMMAND_RESULT: self._command_result,
-            messages.CSR: self._renew,
+            topics.Up.STATUS: self._status,
+            topics.Up.STATE: self._state,
+            topics.Up.COMMAND_RESULT: self._command_result,
+            topics.Up.CSR: self._renew,
         }
         self._noticed: dict[tuple[str, str, str], float] = {}
 
@@ -89,19 +87,20 @@ class UplinkConsumer:
                 self._rejects.record(topic.device_id, "topic", "topic", "not an uplink topic")
                 continue
             device_id, kind, size = topic.device_id, topic.kind, len(message.payload)
-            if message.retain and kind != STATUS:
+            if message.retain and kind != topics.Up.STATUS:
                 self._refuse(device_id, kind, "retained", "a retained message comes again at "
                              "every subscription; it was taken when first sent", size)  # fmt: skip
-            elif kind == TELEMETRY:
+            elif kind == topics.Up.TELEMETRY:
                 telemetry.append(Message(device_id, message.payload))
             elif (handle := self._handlers.get(kind)) is not None:
                 self._guarded(device_id, kind, message, handle)
             else:
                 self._refuse(device_id, kind[:50], "topic", "no such uplink kind", size)
         ingested = self._ingestor.ingest(telemetry)
-        for refusal in ingested.refused:
-            self._refuse(refusal.message.device_id, TELEMETRY, refusal.reason, refusal.detail,
-                         len(refusal.message.payload), error=refusal.error)  # fmt: skip
+        for refused in ingested.refused:
+            device_id, size = refused.message.device_id, len(refused.message.payload)
+            self._refuse(device_id, topics.Up.TELEMETRY, refused.reason, refused.detail, size,
+                         error=refused.error)  # fmt: skip
         self._devices.seen(ingested.seen)
 
     def _guarded(
@@ -146,7 +145,7 @@ class UplinkConsumer:
         self._noticed[key] = now
         notice = messages.Rejected(kind, reason, detail[:500])
         with contextlib.suppress(ConnectionError):  # a notice is a courtesy, not a promise
-            self._publish(topics.down(device_id, messages.REJECT), notice.encode(), False)
+            self._publish(topics.down(device_id, topics.Down.REJECT), notice.encode(), False)
 
     def _state(self, device_id: str, payload: bytes) -> None:
         self._twins.reported(device_id, messages.State.decode(payload))
@@ -169,7 +168,7 @@ class UplinkConsumer:
             self._audit.record("certificate.renew", actor=device_id, source="mqtt",
                                detail=f"serial {issued.serial}")  # fmt: skip
         with contextlib.suppress(ConnectionError):  # the device asks again after reconnecting
-            self._publish(topics.down(device_id, messages.CERTIFICATE), answer.encode(), False)
+            self._publish(topics.down(device_id, topics.Down.CERTIFICATE), answer.encode(), False)
 
     def _status(self, device_id: str, payload: bytes) -> None:
         if not payload:  # a cleared retained message

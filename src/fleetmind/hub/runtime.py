@@ -39,7 +39,7 @@ from fleetmind.telemetry.service import TelemetryService
 from fleetmind.transport.paho import BatchSubscriber, BrokerAddress, TransportError
 from fleetmind.twins.service import TwinService
 from fleetmind.twins.store import TwinStore
-from fleetmind.wire import messages, topics
+from fleetmind.wire import topics
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class Hub:
         self.twins.forget(device_id)
         self.commands.forget(device_id)
         with contextlib.suppress(ConnectionError):  # clear the retained desired document
-            self.publish(topics.down(device_id, messages.DESIRED), b"", retain=True)
+            self.publish(topics.down(device_id, topics.Down.DESIRED), b"", retain=True)
 
     def _device_added(self, device_id: str, desired: dict[str, Any]) -> None:
         """A device from an enrollment group starts with the group's desired twin."""

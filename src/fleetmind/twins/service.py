@@ -54,6 +54,6 @@ class TwinService:
     def _send(self, device_id: str, desired: messages.Desired) -> None:
         # retained: a device that is offline now gets the newest version when it subscribes
         try:
-            self._publish(topics.down(device_id, messages.DESIRED), desired.encode(), True)
+            self._publish(topics.down(device_id, topics.Down.DESIRED), desired.encode(), True)
         except ConnectionError as exc:
             log.warning("desired for %s not sent now (%s); it syncs on reconnect", device_id, exc)

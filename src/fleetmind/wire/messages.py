@@ -8,6 +8,7 @@
     down/certificate     {"certificate": "-----BEGIN CERTIFICATE-----..."} or {"error": "..."}
     down/reject          {"kind": "telemetry", "reason": "time", "detail": "..."}   hub -> device
 
+The topic kinds are :class:`fleetmind.wire.topics.Up` and :class:`~fleetmind.wire.topics.Down`.
 Every message is a JSON object within :data:`MAX_MESSAGE_BYTES` whose strings are valid text and
 whose integers fit 64 bits; anything else raises DecodeError.
 """
@@ -20,13 +21,6 @@ from fleetmind.wire.errors import DecodeError, LimitError
 from fleetmind.wire.text import MAX_INT, check_document
 
 MAX_MESSAGE_BYTES = 96 * 1024  # a 64 KiB twin document and its envelope
-DESIRED = "desired"
-STATE = "state"
-COMMAND = "command"
-COMMAND_RESULT = "event/command"
-CSR = "csr"
-CERTIFICATE = "certificate"
-REJECT = "reject"
 #: a PEM CSR or certificate fits easily
 MAX_PEM = 8 * 1024
 

@@ -25,13 +25,44 @@ class Direction(StrEnum):
     DOWN = "down"
 
 
+class Up(StrEnum):
+    """What a device sends, by the kind that ends its topic (``up/{kind}``)."""
+
+    TELEMETRY = "telemetry"
+    STATE = "state"
+    STATUS = "status"
+    COMMAND_RESULT = "event/command"
+    CSR = "csr"
+
+
+class Down(StrEnum):
+    """What the hub sends a device (``down/{kind}``)."""
+
+    DESIRED = "desired"
+    COMMAND = "command"
+    CERTIFICATE = "certificate"
+    REJECT = "reject"
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceTopic:
-    """A parsed device topic: ``kind`` is ``telemetry``, ``status``, ``event/alarm``..."""
+    """A parsed device topic: ``kind`` is ``telemetry``, ``status``, ``event/alarm``...; ``known``
+    is that kind as :class:`Up` or :class:`Down` when FleetMind defines it.
+
+    >>> parse("fm/v1/d/pump-7/up/event/command").known
+    <Up.COMMAND_RESULT: 'event/command'>
+    >>> parse("fm/v1/d/pump-7/up/event/alarm").known is None
+    True
+    """
 
     device_id: str
     direction: Direction
     kind: str
+
+    @property
+    def known(self) -> Up | Down | None:
+        kinds = Up if self.direction is Direction.UP else Down
+        return kinds(self.kind) if self.kind in kinds._value2member_map_ else None
 
 
 def check_device_id(device_id: str) -> str:
@@ -48,20 +79,20 @@ def device_prefix(device_id: str) -> str:
     return f"{ROOT}/d/{device_id}"
 
 
-def up(device_id: str, kind: str) -> str:
+def up(device_id: str, kind: Up | str) -> str:
     return f"{device_prefix(device_id)}/up/{kind}"
 
 
-def down(device_id: str, kind: str) -> str:
+def down(device_id: str, kind: Down | str) -> str:
     return f"{device_prefix(device_id)}/down/{kind}"
 
 
 def telemetry(device_id: str) -> str:
-    return up(device_id, "telemetry")
+    return up(device_id, Up.TELEMETRY)
 
 
 def status(device_id: str) -> str:
-    return up(device_id, "status")
+    return up(device_id, Up.STATUS)
 
 
 def fleet_down(kind: str) -> str:
