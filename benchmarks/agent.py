@@ -44,7 +44,7 @@ from fleetmind.agent.uplink import Uplink
 from fleetmind.devices import model, mosquitto
 from fleetmind.devices.files import write_file
 from fleetmind.sim.stack import free_port, stop
-from fleetmind.transport.paho import AsyncClient
+from fleetmind.transport.paho_client import PahoClient
 from fleetmind.wire import senml, topics
 
 SENSORS = 4
@@ -234,7 +234,7 @@ async def replay(broker: Broker, work: Path, packs: int, rate: float) -> float:
 async def publish_from_memory(broker: Broker, packs: int) -> float:
     payloads = [pack(seq) for seq in range(packs)]
     device = broker.device
-    client = AsyncClient(
+    client = PahoClient(
         client_id="bench", username=device.username, password=device.password, max_inflight=20
     )
     started = time.monotonic()

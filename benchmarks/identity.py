@@ -37,7 +37,7 @@ from fleetmind.hub.registry import create_engine
 from fleetmind.sim.fleet import provision
 from fleetmind.sim.stack import free_port, stop
 from fleetmind.transport.http import HubClient
-from fleetmind.transport.paho import AsyncClient
+from fleetmind.transport.paho_client import PahoClient
 
 CONCURRENCY = 64
 
@@ -73,11 +73,11 @@ async def connect_all(devices: list[Credentials], port: int | None = None) -> fl
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(CONCURRENCY))
     window = asyncio.Semaphore(CONCURRENCY)
-    clients: list[AsyncClient] = []
+    clients: list[PahoClient] = []
 
     async def one(device: Credentials) -> None:
         async with window:
-            client = AsyncClient(
+            client = PahoClient(
                 client_id=device.username, username=device.username, password=device.password,
                 tls=device.ssl_context(),
             )  # fmt: skip

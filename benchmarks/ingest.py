@@ -48,7 +48,8 @@ from fleetmind.agent.credentials import Credentials
 from fleetmind.devices import model
 from fleetmind.hub.broker import EmbeddedBroker
 from fleetmind.sim.stack import Stack, free_port, stop
-from fleetmind.transport.paho import AsyncClient, BrokerAddress
+from fleetmind.transport.address import BrokerAddress
+from fleetmind.transport.paho_client import PahoClient
 from fleetmind.wire import senml, topics
 
 DEVICES = 100
@@ -85,10 +86,10 @@ def device_index(device: Credentials) -> int:
     return int(device.username.rsplit("-", 1)[1])
 
 
-async def connect_all(devices: list[Credentials]) -> list[AsyncClient]:
+async def connect_all(devices: list[Credentials]) -> list[PahoClient]:
     clients = []
     for device in devices:
-        client = AsyncClient(
+        client = PahoClient(
             client_id=device.username,  # the brokers take the username as client id anyway
             username=device.username,
             password=device.password,
@@ -107,7 +108,7 @@ async def _publish_share(
     await asyncio.sleep(max(0.0, go - time.time()))
     started = time.monotonic()
 
-    async def one_device(client: AsyncClient, device: Credentials, payloads: list[bytes]) -> None:
+    async def one_device(client: PahoClient, device: Credentials, payloads: list[bytes]) -> None:
         topic = topics.telemetry(device.username)
         for start in range(0, len(payloads), WINDOW):
             batch = payloads[start : start + WINDOW]
@@ -144,7 +145,7 @@ def publish_all(devices: list[Credentials], count: int, boot: str, processes: in
 
 
 async def publish_at_rate(
-    clients: list[AsyncClient], client_names: list[str], payloads: list[bytes], rate: float
+    clients: list[PahoClient], client_names: list[str], payloads: list[bytes], rate: float
 ) -> list[float]:
     """Publish message i at ``start + i / rate``; return when each was handed to the socket."""
     sent: list[float] = []

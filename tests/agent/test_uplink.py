@@ -14,6 +14,10 @@ from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore
 from fleetmind.hub.broker import EmbeddedBroker
 from fleetmind.hub.registry import create_engine, migrate
+from fleetmind.telemetry.errors import StoreUnavailable
+from fleetmind.transport.loopback import LoopbackBroker
+from fleetmind.transport.mqtt import Received
+from fleetmind.wire import topics
 
 
 def listening(port: int) -> bool:
@@ -79,3 +83,39 @@ def test_duty_cycled_uplink_connects_per_flush_and_loses_nothing(tmp_path: Path)
     assert agent.uplink.stats.connects >= 3  # one connection per flushed pack
     counters = agent.outbox.counters
     assert counters.readings_acked == counters.readings_accepted > 0
+
+
+def test_over_a_loopback_the_uplink_sends_again_what_the_hub_could_not_take() -> None:
+    """The uplink on the MQTT seam's in-memory loopback: while the hub refuses (a store that
+    cannot commit), publishes fail and packs stay in the outbox; then everything arrives."""
+    loopback = LoopbackBroker()
+    refusing = [True]
+    taken: list[bytes] = []
+
+    def hub(batch: list[Received]) -> None:
+        if refusing[0]:
+            raise StoreUnavailable("the store cannot commit")
+        taken.extend(m.payload for m in batch if m.topic == topics.telemetry("d1"))
+
+    loopback.subscriber(topics.UPLINK_FILTER, hub)
+    config = AgentConfig(
+        Credentials("loopback", 0, "d1", "secret"),
+        settings=AgentSettings(sample_hz=10, pack_interval_s=0.2),
+        reconnect_first_s=0.01,
+        reconnect_cap_s=0.05,
+        connector=loopback.connector,
+    )
+    agent = Agent(config)
+
+    async def scenario() -> None:
+        run = asyncio.create_task(agent.run_for(3, drain_timeout=10))
+        await asyncio.sleep(1.5)
+        assert len(agent.outbox) > 0 and not taken
+        refusing[0] = False
+        await run
+
+    asyncio.run(scenario())
+    counters = agent.outbox.counters
+    assert len(agent.outbox) == 0
+    assert counters.readings_acked == counters.readings_accepted > 0
+    assert len(taken) == len(set(taken)) >= 10

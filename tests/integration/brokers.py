@@ -10,6 +10,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,13 @@ LIMITS = BrokerLimits(max_connections=200, connect_timeout_s=3.0)
 
 @pytest.fixture(params=["amqtt", "mosquitto"])
 def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+    with running(request.param, tmp_path) as started:
+        yield started
+
+
+@contextmanager
+def running(kind: str, tmp_path: Path) -> Iterator[Broker]:
+    """The broker of ``kind`` (amqtt or mosquitto) over a registry with devices d1 and d2."""
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     engine = create_engine(url)
     migrate(engine)
@@ -81,7 +89,7 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
         )
         for name, item in created.items()
     }  # fmt: skip
-    if request.param == "amqtt":
+    if kind == "amqtt":
         port, hub_port = free_port(), free_port()
         assert devices.ca is not None
         files = devices.ca.server_files(tmp_path / "tls", ["127.0.0.1"])
@@ -91,17 +99,21 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
         )  # fmt: skip
         embedded.start()
         wait_until(lambda: all(listening(p) for p in (port, tls_port, hub_port)))
-        yield Broker("amqtt", port, hub_port, devices, store, secrets, tmp_path, tls_port, tls)
-        embedded.stop()
+        try:
+            yield Broker("amqtt", port, hub_port, devices, store, secrets, tmp_path, tls_port, tls)
+        finally:
+            embedded.stop()
     else:
-        running = mosquitto_for(
+        mosquitto_process = mosquitto_for(
             tmp_path, devices, HUB_SECRET, tls_port, max_connections=LIMITS.max_connections
         )
-        yield Broker(
-            "mosquitto", running.port, running.hub_port, devices, store, secrets, tmp_path,
-            tls_port, tls,
-        )  # fmt: skip
-        stop(running.process)
+        try:
+            yield Broker(
+                "mosquitto", mosquitto_process.port, mosquitto_process.hub_port, devices, store,
+                secrets, tmp_path, tls_port, tls,
+            )  # fmt: skip
+        finally:
+            stop(mosquitto_process.process)
 
 
 def listening(port: int) -> bool:

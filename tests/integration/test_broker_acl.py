@@ -21,7 +21,7 @@ from fleetmind.devices.model import DeviceState
 from fleetmind.devices.service import NewDevice
 from fleetmind.hub.broker import SWEEP_S, RegistryAuthPlugin
 from fleetmind.hub.registry import create_engine
-from fleetmind.transport.paho import AsyncClient
+from fleetmind.transport.paho_client import PahoClient
 
 
 def test_anonymous_and_wrong_credentials_are_refused(broker: Broker) -> None:
@@ -88,7 +88,7 @@ def test_acknowledged_messages_survive_an_abrupt_disconnect(broker: Broker) -> N
     hub = broker.hub()
 
     async def burst() -> None:
-        device = AsyncClient(
+        device = PahoClient(
             client_id="d1", username="d1", password=broker.secrets["d1"], max_inflight=200
         )
         await device.connect("127.0.0.1", broker.port)

@@ -10,8 +10,10 @@ from brokers import HUB_SECRET, Broker, Client, broker  # noqa: F401 - broker is
 from conftest import wait_until
 from fleetmind.devices import model
 from fleetmind.telemetry.errors import StoreUnavailable
+from fleetmind.transport.address import BrokerAddress
 from fleetmind.transport.backoff import Backoff
-from fleetmind.transport.paho import BatchSubscriber, BrokerAddress, Received
+from fleetmind.transport.mqtt import Received
+from fleetmind.transport.subscriber import BatchSubscriber
 from fleetmind.wire import topics
 
 

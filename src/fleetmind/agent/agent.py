@@ -34,7 +34,9 @@ from fleetmind.devices import certificates
 from fleetmind.devices.errors import CertificateError
 from fleetmind.devices.files import write_file
 from fleetmind.transport.backoff import Backoff
-from fleetmind.transport.paho import TransportError
+from fleetmind.transport.errors import TransportError
+from fleetmind.transport.mqtt import Connector
+from fleetmind.transport.paho_client import PahoClient
 from fleetmind.twins.client import TwinClient
 from fleetmind.wire import messages, senml, topics
 from fleetmind.wire.errors import WireError
@@ -69,6 +71,8 @@ class AgentConfig:
     #: flatten the hub
     replay_rate: float = 200.0
     replay_burst: int = 400
+    #: makes the MQTT client of each connection attempt
+    connector: Connector = PahoClient
 
 
 class Agent:
@@ -96,6 +100,7 @@ class Agent:
             backoff=Backoff(config.reconnect_first_s, config.reconnect_cap_s),
             replay_rate=config.replay_rate,
             replay_burst=config.replay_burst,
+            connector=config.connector,
         )
         self.uplink.on_connect = self.report_state
         self.commands = CommandHandlers()

@@ -19,7 +19,9 @@ from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Entry, Outbox
 from fleetmind.agent.ratelimit import TokenBucket
 from fleetmind.transport.backoff import Backoff
-from fleetmind.transport.paho import AsyncClient, TransportError
+from fleetmind.transport.errors import TransportError
+from fleetmind.transport.mqtt import Connector, MqttClient, Will
+from fleetmind.transport.paho_client import PahoClient
 from fleetmind.wire import status, topics
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,11 @@ class Uplink:
         backoff: Backoff | None = None,
         replay_rate: float = 200.0,
         replay_burst: int = 400,
+        connector: Connector = PahoClient,
     ) -> None:
+        """``connector`` makes the MQTT client of each connection attempt (paho over the
+        network; a loopback broker's in unit tests)."""
+        self._connector = connector
         self._credentials = credentials
         self._tls = credentials.ssl_context()
         self._outbox = outbox
@@ -65,7 +71,7 @@ class Uplink:
         self._hooks: set[asyncio.Task[None]] = set()
         #: connect only to flush the outbox, then disconnect until the next pack (battery saving)
         self.duty_cycle = False
-        self._client: AsyncClient | None = None
+        self._client: MqttClient | None = None
         self._acked: list[int] = []
         self.stats = UplinkStats()
         self.connected = asyncio.Event()
@@ -86,11 +92,11 @@ class Uplink:
         """Connect, drain, reconnect: forever, until cancelled."""
         down_since_logged = False
         while True:
-            client = AsyncClient(
+            client = self._connector(
                 client_id=self._device_id,
                 username=self._device_id,
                 password=self._credentials.password,
-                will=(
+                will=Will(
                     topics.status(self._device_id),
                     status.encode(status.Status("offline", self._boot_id)),
                 ),
@@ -180,7 +186,7 @@ class Uplink:
             )
         await client.disconnect()
 
-    async def _drain(self, client: AsyncClient) -> None:
+    async def _drain(self, client: MqttClient) -> None:
         cursor = -1
         window = asyncio.Semaphore(self._max_inflight)
         sending: set[asyncio.Task[None]] = set()
@@ -209,7 +215,7 @@ class Uplink:
         self._outbox.ack(*acked)
 
     async def _send(
-        self, client: AsyncClient, topic: str, entry: Entry, window: asyncio.Semaphore
+        self, client: MqttClient, topic: str, entry: Entry, window: asyncio.Semaphore
     ) -> None:
         try:
             self.stats.packs_sent += 1

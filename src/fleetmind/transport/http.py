@@ -64,6 +64,61 @@ class HubClient:
     def delete_device(self, device_id: str) -> None:
         self.request("DELETE", f"/api/v1/devices/{device_id}")
 
+    def rotate_secret(self, device_id: str) -> dict[str, Any]:
+        """The device's new MQTT secret (its old one stops working)."""
+        secret: dict[str, Any] = self.request("POST", f"/api/v1/devices/{device_id}/secret")
+        return secret
+
+    def create_enrollment(
+        self,
+        name: str,
+        *,
+        name_template: str,
+        max_uses: int,
+        expires_in_s: int,
+        tags: dict[str, str],
+    ) -> dict[str, Any]:
+        """A new enrollment group with its claim token (shown only now)."""
+        body = {"name": name, "name_template": name_template, "max_uses": max_uses,
+                "expires_in_s": expires_in_s, "tags": tags}  # fmt: skip
+        group: dict[str, Any] = self.request("POST", "/api/v1/enrollments", json=body)
+        return group
+
+    def add_user(self, name: str, role: str, password: str) -> dict[str, Any]:
+        body = {"name": name, "role": role, "password": password}
+        user: dict[str, Any] = self.request("POST", "/api/v1/users", json=body)
+        return user
+
+    def list_users(self) -> list[dict[str, Any]]:
+        users: list[dict[str, Any]] = self.request("GET", "/api/v1/users")
+        return users
+
+    def set_role(self, name: str, role: str) -> dict[str, Any]:
+        """Change a user's role; their tokens narrow or widen at once."""
+        user: dict[str, Any] = self.request("PATCH", f"/api/v1/users/{name}", json={"role": role})
+        return user
+
+    def create_token(
+        self,
+        name: str,
+        scopes: list[str],
+        *,
+        user: str | None = None,
+        expires_in_s: int | None = None,
+    ) -> dict[str, Any]:
+        """A new API token (shown only now); ``user``: whose, when not the caller's (admins)."""
+        body: dict[str, Any] = {"name": name, "scopes": scopes, "user": user}
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
+        token: dict[str, Any] = self.request("POST", "/api/v1/tokens", json=body)
+        return token
+
+    def audit(self, *, limit: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """Audit events, newest first; ``kind``: a type or its prefix."""
+        params: dict[str, Any] = {"limit": limit} | ({"type": kind} if kind else {})
+        events: list[dict[str, Any]] = self.request("GET", "/api/v1/audit", params=params)
+        return events
+
     def telemetry(
         self, device_id: str, params: dict[str, str], *, limit: int | None = None
     ) -> dict[str, Any]:
