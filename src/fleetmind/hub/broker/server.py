@@ -45,6 +45,7 @@ from fleetmind.hub.broker.connections import (
 )
 from fleetmind.hub.broker.hub_link import HubLink, Uplink
 from fleetmind.hub.broker.plugins import HUB_LISTENER, LISTENER
+from fleetmind.hub.broker.sessions import SessionTable, Subscriptions
 from fleetmind.wire import topics
 
 log = logging.getLogger(__name__)
@@ -75,22 +76,10 @@ def retains(username: str | None, topic: str) -> bool:
     return username == model.HUB_USERNAME or not is_uplink(topic) or topic.endswith("/up/status")
 
 
-class _Subscriptions(dict[str, Any]):
-    """amqtt's subscription table, iterated over a snapshot: amqtt walks the live table across
-    awaits (routing a message, sending retained messages to a new client), and a client
-    subscribing meanwhile aborted the walk ("dictionary changed size during iteration")."""
-
-    def items(self) -> Any:
-        return list(super().items())
-
-    def __iter__(self) -> Any:
-        return iter(list(super().__iter__()))
-
-
-class StrictBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
+class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is untyped
     def __init__(self, config: dict[str, Any], limits: BrokerLimits) -> None:
         super().__init__(config)
-        self._subscriptions = _Subscriptions()
+        self._subscriptions = Subscriptions()
         self.limits = limits
         self.hub_link = HubLink(limits.hub_inflight)
         self._open = 0
@@ -308,40 +297,7 @@ class StrictBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         if retain and retains(session.username, topic):
             await self.retain_message(session, topic, data, QOS_1)
 
-    # -- sessions and subscriptions ---------------------------------------------------------
-    #
-    # amqtt finds a session's subscriptions by client id; a client id comes back with a new
-    # session (a clean reconnect, a takeover) while the old one is being cleaned up, and that
-    # cleanup removed the new session's subscriptions. Here a subscription belongs to its
-    # session object, and cleanup removes only the session it found.
-
-    def _forget_older(self, session: Session) -> None:
-        """Drop subscriptions left by earlier sessions of this client id."""
-        for entries in self._subscriptions.values():
-            entries[:] = [
-                (other, qos)
-                for other, qos in entries
-                if other is session or other.client_id != session.client_id
-            ]
-
-    def _del_subscription(self, a_filter: str, session: Session) -> int:
-        entries = self._subscriptions.get(a_filter, [])
-        before = len(entries)
-        entries[:] = [(other, qos) for other, qos in entries if other is not session]
-        return before - len(entries)
-
-    async def _session_monitor(self) -> None:
-        """Forget disconnected clean sessions, each only if it is still the registered one."""
-        while True:
-            ended = [
-                (client_id, session)
-                for client_id, (session, _) in self._sessions.items()
-                if session.clean_session and session.transitions.state == "disconnected"
-            ]
-            for client_id, session in ended:
-                if self._sessions.get(client_id, (None, None))[0] is session:
-                    await self._cleanup_session(client_id)
-            await asyncio.sleep(1)
+    # -- subscriptions -----------------------------------------------------------------------
 
     def _takes_uplink(self, session: Session) -> bool:
         return session.username == model.HUB_USERNAME and any(
