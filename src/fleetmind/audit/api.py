@@ -1,5 +1,5 @@
-"""The audit log over REST (mounted behind the admin scope by the hub) and the helper every
-API route uses to record what it did."""
+"""The audit log over REST (mounted behind the admin scope by the hub). Events are recorded by
+the domain services, not by routes."""
 
 from datetime import datetime
 from typing import Annotated
@@ -38,24 +38,6 @@ class AuditEventOut(BaseModel):
 def service(request: Request) -> AuditService:
     audit: AuditService = request.app.state.audit
     return audit
-
-
-def source(request: Request) -> str:
-    return request.client.host if request.client else "-"
-
-
-def record(
-    request: Request,
-    kind: str,
-    actor: str,
-    *,
-    outcome: Outcome = Outcome.SUCCESS,
-    detail: str = "",
-) -> None:
-    """Record an event of this request (its client's address is the source)."""
-    service(request).record(
-        kind, actor=actor, source=source(request), outcome=outcome, detail=detail
-    )
 
 
 @router.get("")

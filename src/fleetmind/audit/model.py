@@ -15,6 +15,21 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked a service for something, and from where: what the audit log records of them.
+
+    The adapters build it (the API from the bearer's principal and the client's address, the
+    dashboard with the source ``dashboard``, the uplink consumer with ``mqtt``) and hand it to
+    the service, which records the event.
+    """
+
+    #: a user with the token they used (``ana (token 7)``), a device id, or ``-`` when unknown
+    name: str
+    #: the client's address, ``dashboard``, ``mqtt``, or ``-`` when the hub itself acted
+    source: str = "-"
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEvent:
     #: dotted: ``auth.login``, ``auth.lockout``, ``mqtt.auth``, ``device.add``, ...
     type: str

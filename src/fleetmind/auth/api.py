@@ -1,5 +1,6 @@
 """Who may call the API: the bearer-token dependencies every route uses (by the scope it needs),
-password login with lockout, users and tokens."""
+password login with lockout, users and tokens. :class:`AuthService` checks and records; the
+routes here parse, call it, and format."""
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -9,8 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from fleetmind.audit.api import record
-from fleetmind.audit.model import Outcome
+from fleetmind.audit.model import Actor
 from fleetmind.auth.errors import Forbidden, InvalidCredentials, LockedOut, UserError
 from fleetmind.auth.model import Principal, Role, Scope, Token, User
 from fleetmind.auth.service import AuthService
@@ -23,26 +23,37 @@ def _service(request: Request) -> AuthService:
     return service
 
 
+def source(request: Request) -> str:
+    """Where a request came from, as the audit log records it: its client's address."""
+    return request.client.host if request.client else "-"
+
+
+def actor(request: Request, principal: Principal) -> Actor:
+    """The caller of this request, for the service to record what it did."""
+    return principal.as_actor(source(request))
+
+
 def require(scope: Scope) -> Callable[..., Principal]:
-    """A dependency: the caller's principal if its token is valid and allows ``scope``."""
+    """A dependency: the caller's principal if its token is valid and allows ``scope`` (a
+    refusal is recorded by :meth:`AuthService.authorize`)."""
 
     def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        principal = _service(request).verify(credentials.credentials) if credentials else None
-        if principal is None:
-            record(request, "auth.token", "-", outcome=Outcome.FAILURE, detail=request.url.path)
+        try:
+            return _service(request).authorize(
+                credentials.credentials if credentials else None, scope,
+                source=source(request), what=request.url.path, verb=request.method,
+            )  # fmt: skip
+        except InvalidCredentials:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "missing, invalid or expired bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not principal.allows(scope):
-            detail = f"{request.method} {request.url.path} needs {scope}"
-            record(request, "auth.scope", principal.actor, outcome=Outcome.FAILURE, detail=detail)
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this token lacks the {scope} scope")
-        return principal
+            ) from None
+        except Forbidden as exc:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
 
     return dependency
 
@@ -137,17 +148,14 @@ def login(request: Request, body: LoginIn) -> NewTokenOut:
     minutes (429 with Retry-After)."""
     service = _service(request)
     try:
-        secret, token = service.login(body.username, body.password)
+        secret, token = service.login(body.username, body.password, source=source(request))
     except LockedOut as exc:
-        record(request, "auth.lockout", body.username, outcome=Outcome.FAILURE)
         retry = max(1, int((exc.until - datetime.now(exc.until.tzinfo)).total_seconds()))
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": str(retry)}
         ) from None
     except InvalidCredentials as exc:
-        record(request, "auth.login", body.username, outcome=Outcome.FAILURE)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
-    record(request, "auth.login", body.username, detail=f"token {token.id}")
     return _new(secret, token)
 
 
@@ -179,13 +187,13 @@ def create_token(request: Request, principal: Reader, body: TokenIn) -> NewToken
         raise HTTPException(status.HTTP_403_FORBIDDEN, "a token cannot exceed its maker's scopes")
     expires = timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
     try:
-        secret, token = _service(request).issue(user, body.name, scopes, expires_in=expires)
+        secret, token = _service(request).issue(
+            user, body.name, scopes, expires_in=expires, by=actor(request, principal)
+        )
     except Forbidden as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
     except UserError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    detail = f"token {token.id} for {user}: {' '.join(sorted(scopes))}"
-    record(request, "token.create", principal.actor, detail=detail)
     return _new(secret, token)
 
 
@@ -196,10 +204,9 @@ def delete_token(request: Request, principal: Reader, token_id: int) -> Response
     if token_id not in owned and not principal.allows(Scope.ADMIN):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no token {token_id} of yours")
     try:
-        service.revoke_token(token_id)
+        service.revoke_token(token_id, by=actor(request, principal))
     except UserError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    record(request, "token.delete", principal.actor, detail=f"token {token_id}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -211,10 +218,11 @@ def list_users(request: Request, _: Administrator) -> list[UserOut]:
 @router.post("/users", status_code=status.HTTP_201_CREATED)
 def create_user(request: Request, principal: Administrator, body: UserIn) -> UserOut:
     try:
-        user = _service(request).add_user(body.name, body.role, body.password)
+        user = _service(request).add_user(
+            body.name, body.role, body.password, by=actor(request, principal)
+        )
     except UserError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    record(request, "user.create", principal.actor, detail=f"{user.name} as {user.role}")
     return UserOut.of(user)
 
 
@@ -222,21 +230,18 @@ def create_user(request: Request, principal: Administrator, body: UserIn) -> Use
 def change_user(request: Request, principal: Administrator, name: str, body: UserChange) -> UserOut:
     """Change a user's role (their tokens narrow at once) or password (which also unlocks)."""
     try:
-        user = _service(request).update_user(name, role=body.role, password=body.password)
+        user = _service(request).update_user(
+            name, role=body.role, password=body.password, by=actor(request, principal)
+        )
     except UserError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    if body.role is not None:
-        record(request, "user.role", principal.actor, detail=f"{name} is now {body.role}")
-    if body.password is not None:
-        record(request, "user.password", principal.actor, detail=name)
     return UserOut.of(user)
 
 
 @router.delete("/users/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_user(request: Request, principal: Administrator, name: str) -> Response:
     try:
-        _service(request).delete_user(name)
+        _service(request).delete_user(name, by=actor(request, principal))
     except UserError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    record(request, "user.delete", principal.actor, detail=name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from fleetmind.audit.model import Actor
+
 TOKEN_PREFIX = "fm_"
 #: failed logins in a row before the account locks, and for how long
 MAX_FAILURES = 5
@@ -78,6 +80,10 @@ class Principal:
     @property
     def actor(self) -> str:
         return f"{self.token.user} (token {self.token.id})"
+
+    def as_actor(self, source: str) -> Actor:
+        """This caller as the audit log records them, acting from ``source``."""
+        return Actor(self.actor, source)
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes

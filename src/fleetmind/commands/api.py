@@ -8,8 +8,7 @@ import anyio
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from fleetmind.audit.api import record as audit
-from fleetmind.auth.api import Operator, Reader
+from fleetmind.auth.api import Operator, Reader, actor
 from fleetmind.commands.errors import CommandNotFound, DeviceOffline, InvalidCommand
 from fleetmind.commands.model import CommandRecord, Status
 from fleetmind.commands.service import CommandService
@@ -66,11 +65,16 @@ async def send_command(
 ) -> CommandOut:
     """Send a command and wait up to ``timeout_s`` for the answer: 200 with the answer, or 202
     while it is still open (queued for an offline device, or sent without an answer yet)."""
-    service = _service(request)
+    service, by = _service(request), actor(request, principal)
     try:
         record = await anyio.to_thread.run_sync(
             lambda: service.send(
-                device_id, body.name, body.args, timeout_s=body.timeout_s, ttl_s=body.ttl_s
+                device_id,
+                body.name,
+                body.args,
+                timeout_s=body.timeout_s,
+                ttl_s=body.ttl_s,
+                by=by,
             )
         )
     except DeviceNotFound as exc:
@@ -79,7 +83,6 @@ async def send_command(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except InvalidCommand as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    audit(request, "command.send", principal.actor, detail=f"{device_id} {body.name} {record.id}")
     deadline = time.monotonic() + body.timeout_s
     while record.status is Status.SENT and time.monotonic() < deadline:
         await anyio.sleep(0.05)

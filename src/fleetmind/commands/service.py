@@ -1,4 +1,6 @@
-"""Command use cases on the hub: send now, queue for an offline device, take the answer."""
+"""Command use cases on the hub: send now, queue for an offline device, take the answer.
+
+A command sent for someone (``by``) is recorded in the audit log here."""
 
 import logging
 import secrets
@@ -6,6 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fleetmind.audit.model import Actor
+from fleetmind.audit.service import AuditService
 from fleetmind.commands.errors import DeviceOffline, InvalidCommand
 from fleetmind.commands.model import NAME_PATTERN, CommandRecord, Status
 from fleetmind.commands.store import CommandStore
@@ -19,16 +23,33 @@ MAX_ARGS_BYTES = 16 * 1024
 
 
 class CommandService:
-    def __init__(self, store: CommandStore, devices: DeviceService, publish: Publish) -> None:
+    def __init__(
+        self,
+        store: CommandStore,
+        devices: DeviceService,
+        publish: Publish,
+        *,
+        audit: AuditService | None = None,
+    ) -> None:
         self._store = store
         self._devices = devices
         self._publish = publish
+        #: where sent commands are recorded (None: nowhere, for tests of other domains)
+        self._audit = audit
 
     def send(
-        self, device_id: str, name: str, args: dict[str, Any], *, timeout_s: float, ttl_s: float
+        self,
+        device_id: str,
+        name: str,
+        args: dict[str, Any],
+        *,
+        timeout_s: float,
+        ttl_s: float,
+        by: Actor | None = None,
     ) -> CommandRecord:
         """Send a command now, or queue it for ``ttl_s`` seconds if the device is offline
-        (with ``ttl_s`` 0 an offline device is an error at once)."""
+        (with ``ttl_s`` 0 an offline device is an error at once). Recorded as
+        ``command.send`` when ``by`` asked."""
         if not NAME_PATTERN.fullmatch(name):
             raise InvalidCommand("a command name is 1-64 lowercase letters, digits and '_'")
         if len(messages.Command("x", name, args, 0).encode()) > MAX_ARGS_BYTES:
@@ -52,6 +73,8 @@ class CommandService:
             self._deliver(record)
         else:
             log.info("command %s for offline %s queued for %.0f s", name, device_id, ttl_s)
+        if by is not None and self._audit is not None:
+            self._audit.record("command.send", by, detail=f"{device_id} {name} {record.id}")
         return self._store.get(device_id, record.id)
 
     def get(self, device_id: str, command_id: str) -> CommandRecord:

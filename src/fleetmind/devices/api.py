@@ -8,9 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from fleetmind.audit.api import record
-from fleetmind.audit.model import Outcome
-from fleetmind.auth.api import Operator, Reader
+from fleetmind.auth.api import Operator, Reader, actor, source
 from fleetmind.devices.enrollment import EnrollmentGroup
 from fleetmind.devices.errors import (
     CertificateError,
@@ -107,13 +105,13 @@ def create_device(request: Request, principal: Operator, body: DeviceIn) -> Devi
     private key: neither is ever shown again. With ``csr``, the certificate is issued over the
     CSR's key."""
     try:
-        created = _service(request).add(body.name, csr=body.csr.encode() if body.csr else None)
+        created = _service(request).add(
+            body.name, csr=body.csr.encode() if body.csr else None, by=actor(request, principal)
+        )
     except DeviceExists as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except (InvalidDevice, CertificateError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    how = "certificate over its CSR" if body.csr else "secret and certificate"
-    record(request, "device.add", principal.actor, detail=f"{created.device.id}: {how}")
     return _created(request, created)
 
 
@@ -157,12 +155,11 @@ def set_state(request: Request, principal: Operator, device_id: str, body: State
     final: every certificate is revoked). A device that may no longer connect is refused at its
     next connection, and dropped by the embedded broker at once."""
     try:
-        device = _service(request).set_state(device_id, body.state)
+        device = _service(request).set_state(device_id, body.state, by=actor(request, principal))
     except DeviceNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except InvalidDevice as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    record(request, "device.state", principal.actor, detail=f"{device_id} is {body.state}")
     return DeviceOut.of(device)
 
 
@@ -175,10 +172,9 @@ class SecretOut(BaseModel):
 def rotate_secret(request: Request, principal: Operator, device_id: str) -> SecretOut:
     """Give the device a new MQTT secret; the old one is refused from now on."""
     try:
-        secret = _service(request).rotate_secret(device_id)
+        secret = _service(request).rotate_secret(device_id, by=actor(request, principal))
     except InvalidDevice as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    record(request, "device.secret", principal.actor, detail=device_id)
     return SecretOut(password=secret)
 
 
@@ -228,22 +224,20 @@ def revoke_certificate(
 ) -> Response:
     """Revoke one certificate (it goes into the CRL; the device stays registered)."""
     try:
-        _service(request).revoke(device_id, serial)
+        _service(request).revoke(device_id, serial, by=actor(request, principal))
     except DeviceNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except CertificateError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    record(request, "certificate.revoke", principal.actor, detail=f"{device_id} {serial}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_device(request: Request, principal: Operator, device_id: str) -> Response:
     try:
-        _service(request).delete(device_id)
+        _service(request).delete(device_id, by=actor(request, principal))
     except DeviceNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    record(request, "device.delete", principal.actor, detail=device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -295,10 +289,10 @@ def create_enrollment(
         group, token = _service(request).create_enrollment(
             body.name, name_template=body.name_template, max_uses=body.max_uses,
             expires_in=timedelta(seconds=body.expires_in_s), tags=body.tags, desired=body.desired,
+            by=actor(request, principal),
         )  # fmt: skip
     except InvalidDevice as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    record(request, "enrollment.create", principal.actor, detail=f"{group.name}: {group.max_uses}")
     return EnrollmentCreated(claim_token=token, **EnrollmentOut.of(group).model_dump())
 
 
@@ -310,10 +304,9 @@ def list_enrollments(request: Request, _: Reader) -> list[EnrollmentOut]:
 @enrollment_router.delete("/enrollments/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_enrollment(request: Request, principal: Operator, name: str) -> Response:
     try:
-        _service(request).delete_enrollment(name)
+        _service(request).delete_enrollment(name, by=actor(request, principal))
     except DeviceNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    record(request, "enrollment.delete", principal.actor, detail=name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -328,9 +321,10 @@ def claim(
     nothing else."""
     token = credentials.credentials if credentials else ""
     try:
-        created, group = _service(request).claim(token, body.csr.encode(), body.name)
+        created, _ = _service(request).claim(
+            token, body.csr.encode(), body.name, source=source(request)
+        )
     except ClaimRefused as exc:
-        record(request, "device.claim", "-", outcome=Outcome.FAILURE, detail=str(exc))
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
         ) from None
@@ -338,5 +332,4 @@ def claim(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except (InvalidDevice, CertificateError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    record(request, "device.claim", created.device.id, detail=f"enrollment group {group}")
     return _created(request, created)

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -18,6 +19,13 @@ from fleetmind.wire import topics
 #: the hub's own MQTT identity; device ids start with a letter or digit, so it cannot clash
 HUB_USERNAME = "_hub"
 PBKDF2_ITERATIONS = 1000
+#: MQTT logins by password: this many failures of one username from one source address within
+#: the window lock that (username, source) pair for the lockout (the hub's identity never)
+MQTT_MAX_FAILURES = 10
+MQTT_WINDOW_S = 300.0
+MQTT_LOCKOUT_S = 900.0
+#: (username, source) pairs whose recent failures are remembered
+MQTT_MAX_TRACKED = 10_000
 
 
 class Action(StrEnum):
@@ -162,3 +170,43 @@ def is_allowed(username: str | None, topic: str, action: Action) -> bool:
     return _matches(topic, f"{topics.device_prefix(username)}/down/#") or _matches(
         topic, f"{topics.ROOT}/fleet/down/#"
     )
+
+
+def right_listener(username: str, *, on_hub_listener: bool) -> bool:
+    """The hub's identity only on the hub's listener, and devices only on theirs (as the
+    per-listener password files of the Mosquitto layout do)."""
+    return on_hub_listener == (username == HUB_USERNAME)
+
+
+class LoginGuard:
+    """Failed MQTT logins per (username, source address), and the pairs they locked.
+
+    ``MQTT_MAX_FAILURES`` failures within ``MQTT_WINDOW_S`` lock the pair for
+    ``MQTT_LOCKOUT_S``, so a guesser elsewhere cannot lock a device out of its own connection;
+    the hub's identity is never locked (a 256-bit secret, and ingest must not stop). Times are
+    seconds of a monotonic clock, passed in. Not thread-safe: the caller serialises.
+    """
+
+    def __init__(self) -> None:
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._locked_until: dict[tuple[str, str], float] = {}
+
+    def locked(self, username: str, source: str, now: float) -> bool:
+        return now < self._locked_until.get((username, source), 0.0)
+
+    def failed(self, username: str, source: str, now: float) -> bool:
+        """Count a failure; True when it locks the pair."""
+        key = (username, source)
+        recent = self._failures.setdefault(key, deque())
+        recent.append(now)
+        while recent and recent[0] < now - MQTT_WINDOW_S:
+            recent.popleft()
+        locks = len(recent) >= MQTT_MAX_FAILURES and username != HUB_USERNAME
+        if locks:
+            self._locked_until[key] = now + MQTT_LOCKOUT_S
+            recent.clear()
+        if len(self._failures) > MQTT_MAX_TRACKED:  # a flood of made-up names: forget the oldest
+            self._failures.pop(next(iter(self._failures)))
+        if len(self._locked_until) > MQTT_MAX_TRACKED:
+            self._locked_until = {k: t for k, t in self._locked_until.items() if t > now}
+        return locks

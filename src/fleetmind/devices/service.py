@@ -1,11 +1,23 @@
-"""Registry use cases on the hub: add, list, get, delete devices; connectivity; broker files."""
+"""Registry use cases on the hub: add, list, get, delete devices; connectivity; broker files;
+MQTT logins with their lockout.
+
+What changes a device, its credentials or an enrollment group is recorded in the audit log
+here, so the API, the dashboard, the broker and the uplink consumer record the same events by
+calling the same methods. Those methods take ``by``, the
+:class:`~fleetmind.audit.model.Actor` who asked (None: the hub itself, not recorded); those
+that check a credential (a claim, an MQTT login) take the ``source`` it came from.
+"""
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fleetmind.audit.model import Actor, Outcome
+from fleetmind.audit.service import AuditService
 from fleetmind.devices import certificates, enrollment, model
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.certificates import Issued
@@ -54,7 +66,12 @@ class DeviceService:
         on_deleted: Callable[[str], None] | None = None,
         on_online: Callable[[str], None] | None = None,
         rejects: RejectLog | None = None,
+        audit: AuditService | None = None,
+        hub_secret_hash: str | None = None,
     ) -> None:
+        """``audit``: where events are recorded (None: nowhere, for tests of other domains);
+        ``hub_secret_hash``: the hub's own MQTT secret, for :meth:`authenticate` on the
+        embedded broker (None: the hub's identity is refused)."""
         self._store = store
         #: what the hub refused from each device (its uplink consumer records there)
         self.rejects = rejects or RejectLog()
@@ -64,6 +81,17 @@ class DeviceService:
         self._on_credentials_changed = on_credentials_changed
         self._on_deleted = on_deleted
         self._on_online = on_online
+        self._audit = audit
+        self._hub_secret_hash = hub_secret_hash
+        #: failed MQTT logins and the lockouts they caused (the broker's threads share them)
+        self._logins = model.LoginGuard()
+        self._logins_lock = threading.Lock()
+
+    def _record(
+        self, kind: str, by: Actor | None, *, outcome: Outcome = Outcome.SUCCESS, detail: str = ""
+    ) -> None:
+        if by is not None and self._audit is not None:
+            self._audit.record(kind, by, outcome=outcome, detail=detail)
 
     def add(
         self,
@@ -72,9 +100,11 @@ class DeviceService:
         csr: bytes | None = None,
         tags: dict[str, str] | None = None,
         desired: dict[str, Any] | None = None,
+        by: Actor | None = None,
     ) -> NewDevice:
         """Register a device with a secret and, when the hub has a CA, a certificate (over the
-        key of ``csr`` if given, so the private key never leaves the device)."""
+        key of ``csr`` if given, so the private key never leaves the device). Recorded as
+        ``device.add``."""
         try:
             device_id = topics.check_device_id(name)
         except TopicError as exc:
@@ -94,6 +124,8 @@ class DeviceService:
         self._credentials_changed()
         if desired and self._on_added is not None:
             self._on_added(device_id, desired)
+        how = "certificate over its CSR" if csr is not None else "secret and certificate"
+        self._record("device.add", by, detail=f"{device_id}: {how}")
         return NewDevice(
             device,
             secret,
@@ -113,8 +145,10 @@ class DeviceService:
         expires_in: timedelta,
         tags: dict[str, str],
         desired: dict[str, Any],
+        by: Actor | None = None,
     ) -> tuple[EnrollmentGroup, str]:
-        """A group and its claim token (in clear, this once; stored hashed)."""
+        """A group and its claim token (in clear, this once; stored hashed). Recorded as
+        ``enrollment.create``."""
         if self._enrollments is None or self.ca is None:
             raise InvalidDevice("provisioning by claim needs the hub's certificate authority")
         now = datetime.now(UTC)
@@ -124,17 +158,34 @@ class DeviceService:
         )  # fmt: skip
         token = enrollment.new_claim_token()
         self._enrollments.add(group, enrollment.hash_claim(token))
+        self._record("enrollment.create", by, detail=f"{group.name}: {group.max_uses}")
         return group, token
 
     def enrollment_groups(self) -> list[EnrollmentGroup]:
         return self._enrollments.list() if self._enrollments is not None else []
 
-    def delete_enrollment(self, name: str) -> None:
+    def delete_enrollment(self, name: str, *, by: Actor | None = None) -> None:
         if self._enrollments is None or not self._enrollments.delete(name):
             raise DeviceNotFound(f"no enrollment group {name!r}")
+        self._record("enrollment.delete", by, detail=name)
 
-    def claim(self, token: str, csr: bytes, requested: str | None) -> tuple[NewDevice, str]:
-        """A new device of the token's group, certified over ``csr``; and the group's name."""
+    def claim(
+        self, token: str, csr: bytes, requested: str | None, *, source: str = "-"
+    ) -> tuple[NewDevice, str]:
+        """A new device of the token's group, certified over ``csr``; and the group's name.
+        Recorded as ``device.claim``: by the new device, or a refusal (ClaimRefused) by ``-``,
+        from ``source``."""
+        try:
+            created, group = self._claim(token, csr, requested)
+        except ClaimRefused as exc:
+            self._record("device.claim", Actor("-", source), outcome=Outcome.FAILURE,
+                         detail=str(exc))  # fmt: skip
+            raise
+        self._record("device.claim", Actor(created.device.id, source),
+                     detail=f"enrollment group {group}")  # fmt: skip
+        return created, group
+
+    def _claim(self, token: str, csr: bytes, requested: str | None) -> tuple[NewDevice, str]:
         if self._enrollments is None:
             raise ClaimRefused("this hub has no enrollment groups")
         certificates.load_csr(csr)  # refuse a bad CSR before it uses up the claim
@@ -162,20 +213,32 @@ class DeviceService:
             )
         )
 
-    def rotate_secret(self, device_id: str) -> str:
-        """A new MQTT secret for the device (shown once); the old one stops working at once."""
+    def rotate_secret(self, device_id: str, *, by: Actor | None = None) -> str:
+        """A new MQTT secret for the device (shown once); the old one stops working at once.
+        Recorded as ``device.secret``."""
         if not self.may_connect(device_id):
             raise InvalidDevice(f"device {device_id!r} may not connect")
         secret = model.new_secret()
         self._store.set_secret_hash(device_id, model.hash_secret(secret))
         log.info("device %s: secret rotated", device_id)
         self._credentials_changed()
+        self._record("device.secret", by, detail=device_id)
         return secret
 
-    def renew(self, device_id: str, csr: bytes) -> Issued:
+    def renew(self, device_id: str, csr: bytes, *, by: Actor | None = None) -> Issued:
         """A new certificate for an active device over the key of ``csr`` (the device asked over
         its own authenticated connection). One renewal per ``RENEWAL_INTERVAL``; the previous
-        certificate stays valid until it expires, so the device can switch over."""
+        certificate stays valid until it expires, so the device can switch over. Recorded as
+        ``certificate.renew``, a refusal (DeviceError) too."""
+        try:
+            issued = self._renew(device_id, csr)
+        except DeviceError as exc:
+            self._record("certificate.renew", by, outcome=Outcome.FAILURE, detail=str(exc))
+            raise
+        self._record("certificate.renew", by, detail=f"serial {issued.serial}")
+        return issued
+
+    def _renew(self, device_id: str, csr: bytes) -> Issued:
         if self.ca is None:
             raise CertificateError("this hub has no certificate authority")
         if not self.may_connect(device_id):
@@ -193,9 +256,10 @@ class DeviceService:
         self._credentials_changed()
         return issued
 
-    def set_state(self, device_id: str, state: DeviceState) -> Device:
+    def set_state(self, device_id: str, state: DeviceState, *, by: Actor | None = None) -> Device:
         """Suspend, reactivate or decommission. Decommissioning revokes every certificate and is
-        final; a suspended device's certificates are on hold (in the CRL) until reactivated."""
+        final; a suspended device's certificates are on hold (in the CRL) until reactivated.
+        Recorded as ``device.state``."""
         device = self._store.get(device_id)
         if device.state is DeviceState.DECOMMISSIONED and state is not device.state:
             raise InvalidDevice(f"device {device_id!r} is decommissioned for good")
@@ -205,15 +269,18 @@ class DeviceService:
             self._store.set_secret_hash(device_id, model.hash_secret(model.new_secret()))
         log.info("device %s is %s", device_id, state)
         self._credentials_changed()
-        return self._store.get(device_id)
+        device = self._store.get(device_id)
+        self._record("device.state", by, detail=f"{device_id} is {state}")
+        return device
 
-    def revoke(self, device_id: str, serial: str) -> None:
-        """Revoke one certificate of a device."""
+    def revoke(self, device_id: str, serial: str, *, by: Actor | None = None) -> None:
+        """Revoke one certificate of a device. Recorded as ``certificate.revoke``."""
         device = self._store.get(device_id)
         if not self._store.revoke(datetime.now(UTC), device_uid=device.uid, serial=serial):
             raise CertificateError(f"device {device_id!r} has no valid certificate {serial}")
         log.info("device %s: certificate %s revoked", device_id, serial)
         self._credentials_changed()
+        self._record("certificate.revoke", by, detail=f"{device_id} {serial}")
 
     def secret_hashes(self) -> dict[str, str]:
         """The hashed secrets of the devices that may connect now."""
@@ -271,21 +338,61 @@ class DeviceService:
     def list(self) -> list[Device]:
         return self._store.list()
 
-    def delete(self, device_id: str) -> None:
-        """Forget the device and revoke every certificate of it."""
+    def delete(self, device_id: str, *, by: Actor | None = None) -> None:
+        """Forget the device and revoke every certificate of it. Recorded as
+        ``device.delete``."""
         self._store.delete(device_id, datetime.now(UTC))
         log.info("device %s deleted, its certificates revoked", device_id)
         self._credentials_changed()
         if self._on_deleted is not None:
             self._on_deleted(device_id)
+        self._record("device.delete", by, detail=device_id)
 
-    def authenticate(self, username: str, secret: str) -> bool:
-        hashed = self._store.secret_hash(username)
-        return (
-            hashed is not None
-            and model.verify_secret(secret, hashed)
-            and self.may_connect(username)
-        )
+    def authenticate(
+        self,
+        username: str | None,
+        secret: str | None,
+        *,
+        source: str = "-",
+        on_hub_listener: bool = False,
+    ) -> bool:
+        """An MQTT login by password from ``source``: a device that may connect, on a device
+        listener, or the hub's own identity with the hub's secret, on the hub's listener.
+
+        Brute force is stopped per username and source (:class:`model.LoginGuard`): a locked
+        pair is refused even with the right secret, and the hub's identity is never locked.
+        Failures are recorded (``mqtt.auth``, by the username), and so is the failure that
+        locks a pair (``mqtt.lockout``)."""
+        if not username or secret is None:
+            self._login_failed(username or "-", source, "no credentials")
+            return False
+        with self._logins_lock:
+            if self._logins.locked(username, source, time.monotonic()):
+                return False
+        if not model.right_listener(username, on_hub_listener=on_hub_listener):
+            ok = False
+        elif username == model.HUB_USERNAME:
+            hub = self._hub_secret_hash
+            ok = hub is not None and model.verify_secret(secret, hub)
+        else:
+            hashed = self._store.secret_hash(username)
+            ok = (
+                hashed is not None
+                and model.verify_secret(secret, hashed)
+                and self.may_connect(username)
+            )
+        if not ok:
+            self._login_failed(username, source, "wrong or unknown credentials")
+        return ok
+
+    def _login_failed(self, username: str, source: str, why: str) -> None:
+        with self._logins_lock:
+            locked = self._logins.failed(username, source, time.monotonic())
+        kind, detail = "mqtt.auth", why
+        if locked:
+            kind = "mqtt.lockout"
+            detail = f"{model.MQTT_MAX_FAILURES} failures from {source}; locked"
+        self._record(kind, Actor(username, source), outcome=Outcome.FAILURE, detail=detail)
 
     def status_changed(self, device_id: str, *, online: bool, boot_id: str | None) -> None:
         if not self._store.set_connectivity(

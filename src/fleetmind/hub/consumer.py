@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from fleetmind.audit.model import Outcome
+from fleetmind.audit.model import Actor
 from fleetmind.audit.service import AuditService
 from fleetmind.commands.service import CommandService
 from fleetmind.devices.errors import DeviceError
@@ -158,15 +158,13 @@ class UplinkConsumer:
         it is); the answer goes to its ``down/certificate``."""
         renewal = messages.Renewal.decode(payload)
         try:
-            issued = self._devices.renew(device_id, renewal.csr.encode())
+            issued = self._devices.renew(
+                device_id, renewal.csr.encode(), by=Actor(device_id, "mqtt")
+            )
         except DeviceError as exc:
             answer = messages.Certificate(None, str(exc))
-            self._audit.record("certificate.renew", actor=device_id, source="mqtt",
-                               outcome=Outcome.FAILURE, detail=str(exc))  # fmt: skip
         else:
             answer = messages.Certificate(issued.pem.decode())
-            self._audit.record("certificate.renew", actor=device_id, source="mqtt",
-                               detail=f"serial {issued.serial}")  # fmt: skip
         with contextlib.suppress(ConnectionError):  # the device asks again after reconnecting
             self._publish(topics.down(device_id, topics.Down.CERTIFICATE), answer.encode(), False)
 

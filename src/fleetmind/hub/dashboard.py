@@ -16,8 +16,8 @@ from fastapi.responses import RedirectResponse
 from nicegui import app as gui
 from nicegui import storage, ui
 
-from fleetmind.audit.model import AuditQuery, Outcome
-from fleetmind.auth.errors import InvalidCredentials, LockedOut
+from fleetmind.audit.model import AuditQuery
+from fleetmind.auth.errors import AuthError, InvalidCredentials, LockedOut
 from fleetmind.auth.model import Principal, Scope
 from fleetmind.devices.errors import DeviceError, DeviceNotFound
 from fleetmind.devices.model import Device, DeviceState
@@ -27,7 +27,8 @@ from fleetmind.twins.errors import TwinError
 from fleetmind.twins.model import Twin, make_patch
 
 REFRESH_S = 2.0
-FAILURE = Outcome.FAILURE
+#: the source of what the dashboard asks for, in the audit log
+SOURCE = "dashboard"
 CHART_WINDOW = timedelta(minutes=5)
 CHART_BUCKET = timedelta(seconds=1)
 #: the agent's own vital signs (shown apart from the sensors)
@@ -92,6 +93,18 @@ def mount(app: FastAPI, hub: Hub) -> None:
     def signed_in() -> bool:
         return principal() is not None
 
+    def authorize(scope: Scope, *, what: str, verb: str) -> Principal | None:
+        """The signed-in caller if their token still allows ``scope`` (a refusal is recorded
+        by the auth service)."""
+        token_id = gui.storage.user.get("token_id")
+        try:
+            return hub.auth.authorize(
+                token_id if isinstance(token_id, int) else None, scope,
+                source=SOURCE, what=what, verb=verb,
+            )  # fmt: skip
+        except AuthError:
+            return None
+
     def header() -> None:
         def sign_out() -> None:
             gui.storage.user.clear()
@@ -113,27 +126,23 @@ def mount(app: FastAPI, hub: Hub) -> None:
             if user.value.strip():
                 with_password()
                 return
-            found = hub.auth.verify(field.value.strip())
-            if found is None:
-                hub.audit.record("auth.token", actor="-", source="dashboard", outcome=FAILURE)
+            try:
+                found = hub.auth.authorize(field.value.strip(), None, source=SOURCE)
+            except InvalidCredentials:
                 ui.notify("That token is not valid.", type="negative")
                 return
             gui.storage.user["token_id"] = found.token.id
             ui.navigate.to("/")
 
         def with_password() -> None:
-            name = user.value.strip()
             try:
-                _, token = hub.auth.login(name, password.value)
+                _, token = hub.auth.login(user.value.strip(), password.value, source=SOURCE)
             except LockedOut as exc:
-                hub.audit.record("auth.lockout", actor=name, source="dashboard", outcome=FAILURE)
                 ui.notify(f"Signed out for now: {exc}.", type="negative")
                 return
             except InvalidCredentials:
-                hub.audit.record("auth.login", actor=name, source="dashboard", outcome=FAILURE)
                 ui.notify("Unknown user or wrong password.", type="negative")
                 return
-            hub.audit.record("auth.login", actor=name, source="dashboard")
             gui.storage.user["token_id"] = token.id
             ui.navigate.to("/")
 
@@ -202,20 +211,18 @@ def mount(app: FastAPI, hub: Hub) -> None:
         return None
 
     def lifecycle(device_id: str, *, enabled: bool) -> None:
-        """Suspend, reactivate, decommission (operators; audited like the API)."""
+        """Suspend, reactivate, decommission (operators; recorded by the device service)."""
 
-        def to(state: DeviceState) -> None:
-            who = principal()
-            if who is None or not who.allows(Scope.OPERATE):
+        def to(label: str, state: DeviceState) -> None:
+            who = authorize(Scope.OPERATE, what=f"/devices/{device_id}", verb=label.lower())
+            if who is None:
                 ui.notify("Your role may not change devices.", type="negative")
                 return
             try:
-                hub.devices.set_state(device_id, state)
+                hub.devices.set_state(device_id, state, by=who.as_actor(SOURCE))
             except DeviceError as exc:
                 ui.notify(str(exc), type="negative")
                 return
-            detail = f"{device_id} is {state}"
-            hub.audit.record("device.state", actor=who.actor, source="dashboard", detail=detail)
             ui.notify(f"{device_id} is {state}.", type="positive")
 
         for label, state in (
@@ -223,7 +230,8 @@ def mount(app: FastAPI, hub: Hub) -> None:
             ("Reactivate", DeviceState.ACTIVE),
             ("Decommission", DeviceState.DECOMMISSIONED),
         ):
-            button = ui.button(label, on_click=lambda _, s=state: to(s)).props("flat dense")
+            button = ui.button(label, on_click=lambda _, lb=label, s=state: to(lb, s))
+            button.props("flat dense")
             button.set_enabled(enabled)
 
     def certificate_table(device_id: str) -> None:
@@ -291,8 +299,8 @@ def mount(app: FastAPI, hub: Hub) -> None:
             if not isinstance(document, dict):
                 ui.notify("The desired document is a JSON object.", type="negative")
                 return
-            who = principal()
-            if who is None or not who.allows(Scope.OPERATE):
+            who = authorize(Scope.OPERATE, what=f"/devices/{device_id}", verb="save desired")
+            if who is None:
                 ui.notify("Your role may not change twins.", type="negative")
                 return
             try:
@@ -300,12 +308,11 @@ def mount(app: FastAPI, hub: Hub) -> None:
                     device_id,
                     make_patch(loaded["document"], document),
                     if_version=loaded["version"],
+                    by=who.as_actor(SOURCE),
                 )
             except TwinError as exc:
                 ui.notify(f"Not saved: {exc}. Reload to see the current version.", type="negative")
                 return
-            detail = f"{device_id} desired version {twin.desired_version}"
-            hub.audit.record("twin.desired", actor=who.actor, source="dashboard", detail=detail)
             ui.notify(f"Saved as version {twin.desired_version}.", type="positive")
             show(twin)
 
@@ -408,7 +415,7 @@ def mount(app: FastAPI, hub: Hub) -> None:
         if who is None:
             return RedirectResponse("/login")
         header()
-        if not who.allows(Scope.ADMIN):
+        if authorize(Scope.ADMIN, what="/audit", verb="GET") is None:
             ui.label("The audit log is for admins.").classes("text-h6")
             return None
         ui.label("Audit log").classes("text-h5")

@@ -91,8 +91,8 @@ class Hub:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(settings.registry)
         migrate(self._engine)
-        self.auth = AuthService(TokenStore(self._engine))
         self.audit = AuditService(AuditStore(self._engine))
+        self.auth = AuthService(TokenStore(self._engine), audit=self.audit)
         device_store = DeviceStore(self._engine)
         self.ca = CertificateAuthority.open(
             settings.data_dir / CA_DIR, cert_file=settings.ca_cert, key_file=settings.ca_key
@@ -106,9 +106,14 @@ class Hub:
             on_deleted=self._device_deleted,
             on_online=self._device_online,
             rejects=RejectLog(),
+            audit=self.audit,
         )
-        self.twins = TwinService(TwinStore(self._engine), self.devices, self.publish)
-        self.commands = CommandService(CommandStore(self._engine), self.devices, self.publish)
+        self.twins = TwinService(
+            TwinStore(self._engine), self.devices, self.publish, audit=self.audit
+        )
+        self.commands = CommandService(
+            CommandStore(self._engine), self.devices, self.publish, audit=self.audit
+        )
         self.store = DuckDBTelemetryStore(settings.telemetry_path)
         self.ingestor = Ingestor(self.store)
         self.telemetry = TelemetryService(self.store, self.ingestor.stats, self.devices.rejects)

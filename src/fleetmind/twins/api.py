@@ -6,8 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, HTTPException, Request, Response, status
 from pydantic import BaseModel
 
-from fleetmind.audit.api import record
-from fleetmind.auth.api import Operator, Reader
+from fleetmind.auth.api import Operator, Reader, actor
 from fleetmind.devices.errors import DeviceNotFound
 from fleetmind.twins.errors import InvalidDocument, VersionConflict
 from fleetmind.twins.model import Twin
@@ -79,14 +78,14 @@ def patch_desired(
     """Merge a JSON merge patch (RFC 7386) into desired. With ``If-Match``, refused (412) when
     the twin changed since that ETag."""
     try:
-        twin = _service(request).patch_desired(device_id, patch, if_version=_if_match(if_match))
+        twin = _service(request).patch_desired(
+            device_id, patch, if_version=_if_match(if_match), by=actor(request, principal)
+        )
     except DeviceNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except VersionConflict as exc:
         raise HTTPException(status.HTTP_412_PRECONDITION_FAILED, str(exc)) from None
     except InvalidDocument as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    detail = f"{device_id} desired version {twin.desired_version}"
-    record(request, "twin.desired", principal.actor, detail=detail)
     response.headers["ETag"] = _etag(twin)
     return TwinOut.of(twin)

@@ -1,8 +1,12 @@
-"""Twin use cases on the hub: read, patch desired (versioned), take reported state."""
+"""Twin use cases on the hub: read, patch desired (versioned), take reported state.
+
+A change of desired asked for by someone (``by``) is recorded in the audit log here."""
 
 import logging
 from collections.abc import Callable
 
+from fleetmind.audit.model import Actor
+from fleetmind.audit.service import AuditService
 from fleetmind.devices.service import DeviceService
 from fleetmind.twins.errors import InvalidDocument, VersionConflict
 from fleetmind.twins.model import Twin, check_document, merge_patch
@@ -15,17 +19,29 @@ Publish = Callable[[str, bytes, bool], None]
 
 
 class TwinService:
-    def __init__(self, store: TwinStore, devices: DeviceService, publish: Publish) -> None:
+    def __init__(
+        self,
+        store: TwinStore,
+        devices: DeviceService,
+        publish: Publish,
+        *,
+        audit: AuditService | None = None,
+    ) -> None:
         self._store = store
         self._devices = devices
         self._publish = publish
+        #: where changes are recorded (None: nowhere, for tests of other domains)
+        self._audit = audit
 
     def get(self, device_id: str) -> Twin:
         self._devices.get(device_id)  # DeviceNotFound for an unknown device
         return self._store.get(device_id)
 
-    def patch_desired(self, device_id: str, patch: object, *, if_version: int | None) -> Twin:
-        """Merge ``patch`` into the desired document; refuse if ``if_version`` is stale."""
+    def patch_desired(
+        self, device_id: str, patch: object, *, if_version: int | None, by: Actor | None = None
+    ) -> Twin:
+        """Merge ``patch`` into the desired document; refuse if ``if_version`` is stale.
+        Recorded as ``twin.desired`` when ``by`` asked (None: the hub itself, not recorded)."""
         if not isinstance(patch, dict):
             raise InvalidDocument("a merge patch for a twin is a JSON object")
         current = self.get(device_id)
@@ -38,7 +54,11 @@ class TwinService:
         self._store.replace_desired(device_id, desired, version)
         log.info("twin of %s: desired version %d", device_id, version)
         self._send(device_id, messages.Desired(version, desired))
-        return self._store.get(device_id)
+        twin = self._store.get(device_id)
+        if by is not None and self._audit is not None:
+            detail = f"{device_id} desired version {twin.desired_version}"
+            self._audit.record("twin.desired", by, detail=detail)
+        return twin
 
     def reported(self, device_id: str, state: messages.State) -> None:
         """A device's state: keep it, and resend desired if the device is behind."""

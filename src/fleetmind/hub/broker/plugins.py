@@ -9,7 +9,6 @@ must know the certificate's serial as valid for an active device.
 """
 
 import asyncio
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,6 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 from cryptography import x509
 
-from fleetmind.audit.model import Outcome
 from fleetmind.audit.service import AuditService
 from fleetmind.audit.store import AuditStore
 from fleetmind.devices import certificates, model
@@ -28,8 +26,6 @@ from fleetmind.devices.model import Action
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore
 
-#: (username, source address) pairs whose recent authentication failures are remembered
-MAX_TRACKED = 10_000
 #: the session attribute naming the listener a client came in on
 LISTENER = "fleetmind.listener"
 #: the listener of the hub's own connections (bound to the loopback address); amqtt requires a
@@ -40,23 +36,26 @@ HUB_LISTENER = "default"
 def right_listener(session: Session, username: str) -> bool:
     """The hub's identity only on the hub's listener, and devices only on theirs (as the
     per-listener password files of the Mosquitto layout do)."""
-    on_hub_listener = bool(session.attributes.get(LISTENER) == HUB_LISTENER)
-    return on_hub_listener == (username == model.HUB_USERNAME)
+    return model.right_listener(username, on_hub_listener=_on_hub_listener(session))
+
+
+def _on_hub_listener(session: Session) -> bool:
+    return bool(session.attributes.get(LISTENER) == HUB_LISTENER)
 
 
 class RegistryAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is untyped
     """Username and secret must match a registered device, or the hub's own identity.
 
-    The hub's identity is accepted only on the hub's listener (loopback), devices only on the
-    others. Brute force is stopped per username and source address: ``MAX_FAILURES`` failed attempts
-    within ``WINDOW_S`` lock that pair for ``LOCKOUT_S``, even with the right secret, so a
-    guesser elsewhere cannot lock a device out of its own connection; the hub's identity is
-    never locked (a 256-bit secret, and ingest must not stop). Failures and lockouts are audited.
+    :meth:`DeviceService.authenticate` decides and records: the hub's identity only on the
+    hub's listener (loopback), devices only on the others; ``MAX_FAILURES`` failed attempts of
+    one username from one source address within ``WINDOW_S`` lock that pair for ``LOCKOUT_S``,
+    even with the right secret (the hub's identity is never locked); failures and lockouts are
+    audited. Its lockout state lives in this plugin's service, in the broker's process.
     """
 
-    MAX_FAILURES = 10
-    WINDOW_S = 300.0
-    LOCKOUT_S = 900.0
+    MAX_FAILURES = model.MQTT_MAX_FAILURES
+    WINDOW_S = model.MQTT_WINDOW_S
+    LOCKOUT_S = model.MQTT_LOCKOUT_S
 
     @dataclass
     class Config:
@@ -69,55 +68,24 @@ class RegistryAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is unty
         if not self.config.registry_url or not self.config.hub_secret_hash:
             raise ValueError("RegistryAuthPlugin needs registry_url and hub_secret_hash")
         engine = sa.create_engine(self.config.registry_url)
-        self._devices = DeviceService(DeviceStore(engine))
-        self._audit = AuditService(AuditStore(engine))
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._locked_until: dict[tuple[str, str], float] = {}
+        self._devices = DeviceService(
+            DeviceStore(engine),
+            audit=AuditService(AuditStore(engine)),
+            hub_secret_hash=self.config.hub_secret_hash,
+        )
 
     async def authenticate(self, *, session: Session) -> bool | None:
         peer = session.ssl_object.getpeercert(binary_form=True) if session.ssl_object else None
         if peer:
             return await self._by_certificate(session, peer)
-        username, secret = session.username, session.password
-        if not username or secret is None:
-            await self._failed(session, username or "-", "no credentials")
-            return False
-        key = (username, str(session.remote_address))
-        if asyncio.get_running_loop().time() < self._locked_until.get(key, 0.0):
-            return False
+        secret = session.password
         if isinstance(secret, bytes):
             secret = secret.decode(errors="replace")
-        if not right_listener(session, username):
-            ok = False
-        elif username == model.HUB_USERNAME:
-            ok = model.verify_secret(secret, self.config.hub_secret_hash)
-        else:
-            ok = await asyncio.to_thread(self._devices.authenticate, username, secret)
-        if not ok:
-            await self._failed(session, username, "wrong or unknown credentials")
-        return ok
-
-    async def _failed(self, session: Session, username: str, why: str) -> None:
-        now = asyncio.get_running_loop().time()
-        source = str(session.remote_address or "-")
-        key = (username, source)
-        recent = self._failures.setdefault(key, deque())
-        recent.append(now)
-        while recent and recent[0] < now - self.WINDOW_S:
-            recent.popleft()
-        kind, detail = "mqtt.auth", why
-        if len(recent) >= self.MAX_FAILURES and username != model.HUB_USERNAME:
-            self._locked_until[key] = now + self.LOCKOUT_S
-            recent.clear()
-            kind, detail = "mqtt.lockout", f"{self.MAX_FAILURES} failures from {source}; locked"
-        if len(self._failures) > MAX_TRACKED:  # a flood of made-up names: forget the oldest
-            self._failures.pop(next(iter(self._failures)))
-        if len(self._locked_until) > MAX_TRACKED:
-            self._locked_until = {k: t for k, t in self._locked_until.items() if t > now}
-        await asyncio.to_thread(
-            self._audit.record, kind, actor=username, source=source,
-            outcome=Outcome.FAILURE, detail=detail,
+        ok: bool = await asyncio.to_thread(
+            self._devices.authenticate, session.username, secret,
+            source=str(session.remote_address or "-"), on_hub_listener=_on_hub_listener(session),
         )  # fmt: skip
+        return ok
 
     async def _by_certificate(self, session: Session, der: bytes) -> bool:
         """TLS verified the chain and validity; the registry decides whether it is still good."""
