@@ -42,7 +42,7 @@ from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Outbox
 from fleetmind.agent.uplink import Uplink
 from fleetmind.devices import model, mosquitto
-from fleetmind.devices.files import write_file
+from fleetmind.files import write_file
 from fleetmind.sim.stack import free_port, stop
 from fleetmind.transport.paho_client import PahoClient
 from fleetmind.wire import senml, topics

@@ -8,7 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from fleetmind.devices import certificates
+from fleetmind import certificates
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.errors import CertificateError
 
@@ -105,10 +105,10 @@ def test_foreign_and_expired_certificates_do_not_verify(
 ) -> None:
     foreign = CertificateAuthority.open(tmp_path / "foreign")
     issued, _ = foreign.issue_device("pump-7")
-    with pytest.raises(CertificateError, match="not issued by"):
+    with pytest.raises(certificates.CertificateError, match="not issued by"):
         certificates.verify_issued_by(issued.certificate, ca.certificate, datetime.now(UTC))
     issued, _ = ca.issue_device("pump-7", days=1)
-    with pytest.raises(CertificateError, match="expired"):
+    with pytest.raises(certificates.CertificateError, match="expired"):
         later = datetime.now(UTC) + timedelta(days=2)
         certificates.verify_issued_by(issued.certificate, ca.certificate, later)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetmind.devices import certificates
+from fleetmind import certificates
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.enrollment import check_template, device_name
 from fleetmind.devices.errors import ClaimRefused, DeviceError, InvalidDevice

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from cryptography import x509
 
 from conftest import postgres_schema
-from fleetmind.devices import certificates, model
+from fleetmind import certificates
+from fleetmind.devices import model
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.errors import CertificateError, DeviceExists, DeviceNotFound, InvalidDevice
 from fleetmind.devices.model import Action, DeviceState, is_allowed

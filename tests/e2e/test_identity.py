@@ -24,8 +24,9 @@ from conftest import (
     stop,
     wait_until,
 )
+from fleetmind import certificates
 from fleetmind.agent.credentials import Credentials
-from fleetmind.devices import certificates, model
+from fleetmind.devices import model
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.wire import senml, topics
 

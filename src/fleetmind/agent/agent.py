@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fleetmind import certificates
 from fleetmind.agent import health
 from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Outbox, OutboxLimits
@@ -29,10 +30,9 @@ from fleetmind.agent.sensors import (
 )
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.uplink import Uplink
+from fleetmind.certificates import CertificateError
 from fleetmind.commands.client import CommandHandlers
-from fleetmind.devices import certificates
-from fleetmind.devices.errors import CertificateError
-from fleetmind.devices.files import write_file
+from fleetmind.files import write_file
 from fleetmind.transport.backoff import Backoff
 from fleetmind.transport.errors import TransportError
 from fleetmind.transport.mqtt import Connector

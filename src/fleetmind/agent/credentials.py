@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fleetmind.devices.files import write_file
+from fleetmind.files import write_file
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from fleetmind.agent.credentials import Credentials
 from fleetmind.devices.errors import DeviceError
-from fleetmind.devices.files import write_file
+from fleetmind.files import write_file
 from fleetmind.transport.errors import HubError
 
 if TYPE_CHECKING:  # the agent command stays light: the HTTP client and tables load on demand

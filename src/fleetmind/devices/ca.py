@@ -3,20 +3,39 @@
 The root lives in ``DATA_DIR/ca/`` (``ca.key`` mode 0600, ``ca.crt``), created at first start,
 or is supplied by the operator (``--ca-cert``/``--ca-key``). A key file that others may read is
 refused: the hub will not sign with a key it cannot keep secret.
+
+What :mod:`fleetmind.certificates` refuses comes out of here as the registry's
+:class:`~fleetmind.devices.errors.CertificateError` (a ``DeviceError``).
 """
 
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fleetmind.devices import certificates
-from fleetmind.devices.certificates import Issued, PrivateKey
+from fleetmind import certificates
+from fleetmind.certificates import Issued, PrivateKey
 from fleetmind.devices.errors import CertificateError
-from fleetmind.devices.files import write_file
+from fleetmind.files import write_file
+
+
+@contextmanager
+def _refused() -> Iterator[None]:
+    """The X.509 library's refusal as the registry's, which its callers answer."""
+    try:
+        yield
+    except certificates.CertificateError as exc:
+        raise CertificateError(str(exc)) from None
+
+
+def check_csr(pem: bytes) -> None:
+    """Refuse a CSR the CA would not sign (malformed, a weak key) before anything is spent."""
+    with _refused():
+        certificates.load_csr(pem)
 
 
 def _private_key(path: Path) -> PrivateKey:
@@ -25,7 +44,8 @@ def _private_key(path: Path) -> PrivateKey:
         raise CertificateError(
             f"{path} may be read by others (mode {stat.S_IMODE(mode):o}); chmod 600 it"
         )
-    return certificates.load_key(path.read_bytes())
+    with _refused():
+        return certificates.load_key(path.read_bytes())
 
 
 class CertificateAuthority:
@@ -48,7 +68,8 @@ class CertificateAuthority:
                 write_file(cert_file, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
         try:
             key = _private_key(key_file)
-            certificate = certificates.load_certificate(cert_file.read_bytes())
+            with _refused():
+                certificate = certificates.load_certificate(cert_file.read_bytes())
         except OSError as exc:
             raise CertificateError(f"cannot read the CA: {exc}") from None
         if certificate.public_key() != key.public_key():
@@ -69,16 +90,17 @@ class CertificateAuthority:
     ) -> tuple[Issued, bytes | None]:
         """A certificate for ``device_id`` over the CSR's key, or over a new key pair (returned as
         PEM; the hub keeps no copy)."""
-        if csr is not None:
-            request = certificates.load_csr(csr)
+        with _refused():
+            if csr is not None:
+                request = certificates.load_csr(csr)
+                issued = certificates.issue_device(
+                    self._key, self.certificate, request, device_id, days=days, now=now
+                )
+                return issued, None
+            key = certificates.new_key()
             issued = certificates.issue_device(
-                self._key, self.certificate, request, device_id, days=days, now=now
+                self._key, self.certificate, key.public_key(), device_id, days=days, now=now
             )
-            return issued, None
-        key = certificates.new_key()
-        issued = certificates.issue_device(
-            self._key, self.certificate, key.public_key(), device_id, days=days, now=now
-        )
         return issued, certificates.key_pem(key)
 
     def server_files(self, directory: Path, hosts: Iterable[str]) -> tuple[Path, Path, Path]:

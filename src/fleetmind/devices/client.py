@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from fleetmind.devices import certificates
+from fleetmind import certificates
 from fleetmind.devices.errors import ClaimRefused
 from fleetmind.wire import topics
 from fleetmind.wire.errors import TopicError

@@ -5,6 +5,7 @@ DeviceError
 +-- DeviceExists          the id is taken
 +-- InvalidDevice         a name that cannot be a device id
 +-- CertificateError      a certificate, key or CSR that is malformed, foreign or not valid now
+|                         (the CA's wrapping of fleetmind.certificates.CertificateError)
 +-- ClaimRefused          a claim token that is unknown, expired or used up
 """
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from fleetmind.devices import model
-from fleetmind.devices.files import write_file
 from fleetmind.devices.service import DeviceService
+from fleetmind.files import write_file
 from fleetmind.wire import topics
 
 PASSWORD_FILE = "passwd"

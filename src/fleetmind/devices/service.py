@@ -18,9 +18,9 @@ from typing import Any
 
 from fleetmind.audit.model import Actor, Outcome
 from fleetmind.audit.service import AuditService
-from fleetmind.devices import certificates, enrollment, model
-from fleetmind.devices.ca import CertificateAuthority
-from fleetmind.devices.certificates import Issued
+from fleetmind.certificates import Issued
+from fleetmind.devices import enrollment, model
+from fleetmind.devices.ca import CertificateAuthority, check_csr
 from fleetmind.devices.enrollment import EnrollmentGroup
 from fleetmind.devices.errors import (
     CertificateError,
@@ -188,7 +188,7 @@ class DeviceService:
     def _claim(self, token: str, csr: bytes, requested: str | None) -> tuple[NewDevice, str]:
         if self._enrollments is None:
             raise ClaimRefused("this hub has no enrollment groups")
-        certificates.load_csr(csr)  # refuse a bad CSR before it uses up the claim
+        check_csr(csr)  # refuse a bad CSR before it uses up the claim
         group = self._enrollments.claim(enrollment.hash_claim(token), datetime.now(UTC))
         if group is None:
             raise ClaimRefused("the claim token is unknown, expired or used up")

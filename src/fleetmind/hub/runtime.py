@@ -20,10 +20,10 @@ from fleetmind.commands.service import CommandService
 from fleetmind.commands.store import CommandStore
 from fleetmind.devices import model, mosquitto
 from fleetmind.devices.ca import CertificateAuthority
-from fleetmind.devices.files import write_file
 from fleetmind.devices.rejects import RejectLog
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore, EnrollmentStore
+from fleetmind.files import write_file
 from fleetmind.hub.broker import EmbeddedBroker, TlsListener
 from fleetmind.hub.consumer import UplinkConsumer
 from fleetmind.hub.registry import create_engine, migrate

@@ -20,7 +20,7 @@ from fleetmind.agent.power import SimulatedBattery
 from fleetmind.agent.sensors import AnomalyPlan
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.devices.client import claim
-from fleetmind.devices.files import write_file
+from fleetmind.files import write_file
 from fleetmind.transport.errors import HubError
 from fleetmind.transport.http import HubClient
 

@@ -18,9 +18,10 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 from cryptography import x509
 
+from fleetmind import certificates
 from fleetmind.audit.service import AuditService
 from fleetmind.audit.store import AuditStore
-from fleetmind.devices import certificates, model
+from fleetmind.devices import model
 from fleetmind.devices.errors import CertificateError
 from fleetmind.devices.model import Action
 from fleetmind.devices.service import DeviceService

@@ -4,6 +4,10 @@ Pure logic over the ``cryptography`` library, no I/O: keys and certificates go i
 objects or PEM bytes. Keys are ECDSA P-256 (small and fast on devices; AWS IoT and Mosquitto
 accept them). A device certificate names the device in its subject's common name, which the
 broker takes as the MQTT username (Mosquitto's ``use_identity_as_username``).
+
+Both sides use it: the hub's CA (``devices/ca.py``) signs and revokes, an agent makes its key and
+CSR and checks the certificate it is given. What it refuses raises :class:`CertificateError`,
+which the registry wraps in its own (``devices.errors.CertificateError``, a ``DeviceError``).
 """
 
 import ipaddress
@@ -17,11 +21,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fleetmind.devices.errors import CertificateError
 from fleetmind.wire import topics
 from fleetmind.wire.errors import TopicError
 
 PrivateKey = ec.EllipticCurvePrivateKey
+
+
+class CertificateError(ValueError):
+    """A certificate, key or CSR that is malformed, foreign, weak or not valid now."""
+
 
 CA_DAYS = 3650
 DEVICE_DAYS = 365
