@@ -15,8 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import RunningHub, stop, wait_until
-from fleetmind.devices.client import claim
-from fleetmind.devices.errors import ClaimRefused
+from fleetmind.agent.claim import ClaimRefused, claim
 
 
 def enroll(hub: RunningHub, name: str, **fields: object) -> str:

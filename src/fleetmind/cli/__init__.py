@@ -283,7 +283,7 @@ def agent(
 
 def _claim(hub: str, token: str, name: str | None, identity: Path) -> Credentials:
     """Make a key, claim a certificate for it, and keep both (0600) for the next starts."""
-    from fleetmind.devices.client import claim, default_name
+    from fleetmind.agent.claim import claim, default_name
 
     document = claim(hub, token, name or default_name())
     write_file(identity, json.dumps(document))

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 
 from fleetmind.agent.agent import Agent, AgentConfig
+from fleetmind.agent.claim import claim
 from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.power import SimulatedBattery
 from fleetmind.agent.sensors import AnomalyPlan
 from fleetmind.agent.settings import AgentSettings
-from fleetmind.devices.client import claim
 from fleetmind.files import write_file
 from fleetmind.transport.errors import HubError
 from fleetmind.transport.http import HubClient

@@ -1,7 +1,8 @@
 """The device's side of provisioning by claim: make a key, ask the hub to certify it.
 
 The private key is made here and never sent; the hub sees only the CSR. Runs on the agent (no
-hub library), over the hub's REST API.
+hub library, nothing of the registry), over the hub's REST API; imported only to claim, so a
+running agent loads neither the HTTP client nor the X.509 stack for it.
 """
 
 import socket
@@ -10,9 +11,14 @@ from typing import Any
 import httpx
 
 from fleetmind import certificates
-from fleetmind.devices.errors import ClaimRefused
+from fleetmind.transport.errors import HubError
 from fleetmind.wire import topics
 from fleetmind.wire.errors import TopicError
+
+
+class ClaimRefused(HubError):
+    """The hub refused the claim (a claim token unknown, expired or used up), had no mutual-TLS
+    endpoint for devices, or could not be reached."""
 
 
 def default_name() -> str:
