@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fleetmind.transport.paho import BrokerAddress
+from fleetmind.transport.address import BrokerAddress
 
 log = logging.getLogger(__name__)
 
@@ -24,42 +24,88 @@ class SettingsError(ValueError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEETMIND_", extra="ignore")
 
-    data_dir: Path = Path(".fleetmind")
-    http_host: str = "127.0.0.1"
-    #: None: 8080, or a free port if 8080 is taken
-    http_port: int | None = Field(default=None, ge=1, le=65535)
-    mqtt_host: str = "127.0.0.1"
-    #: the devices' password port: the embedded broker listens there (None: 1883, or a free
-    #: port if 1883 is taken); with an external broker, the port devices are told (None: 1883)
-    mqtt_port: int | None = Field(default=None, ge=1, le=65535)
-    #: the mutual-TLS port devices are told to use; the embedded broker listens there.
-    #: None: 8883, or a free port if 8883 is taken (embedded broker)
-    mqtt_tls_port: int | None = Field(default=None, ge=1, le=65535)
-    #: the operator's root CA (both or neither); default: a CA the hub creates in DATA_DIR/ca
-    ca_cert: Path | None = None
-    ca_key: Path | None = None
-    #: refuse plaintext: MQTT only over mutual TLS (external brokers: mqtts://), the API only
-    #: over HTTPS (with --https-cert/--https-key, or a certificate from the hub's CA)
-    production: bool = False
-    https_cert: Path | None = None
-    https_key: Path | None = None
-    #: the host name devices are told to connect to (default: the broker's host)
-    public_host: str | None = None
-    #: the hub's own listener on an external broker (``mqtt://_hub:SECRET@127.0.0.1:PORT``);
-    #: None runs the embedded broker
-    broker_url: str | None = None
-    #: where the hub keeps an external Mosquitto's ``passwd`` and ``acl`` files current
-    mosquitto_dir: Path | None = None
-    #: SQLAlchemy URL of the registry; None: SQLite in the data directory
-    registry_url: str | None = None
-    ingest_max_batch: int = Field(default=5000, ge=1, le=100_000)
-    ingest_max_wait_ms: int = Field(default=20, ge=1, le=5_000)
-    #: share the ingest load with other hub workers through the shared subscription
-    #: ``$share/<group>/...`` (external broker). None: this hub takes every message itself.
-    ingest_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    #: connections of this hub in the shared subscription (needs ``ingest_group``)
-    ingest_connections: int = Field(default=1, ge=1, le=64)
-    log_level: str = "INFO"
+    # Each field is also an option of `fleetmind hub` (--data-dir ...), its description the help.
+    data_dir: Path = Field(default=Path(".fleetmind"), description="Where the hub keeps its state.")
+    http_host: str = Field(
+        default="127.0.0.1", description="The address the API and the dashboard listen on."
+    )
+    http_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="The API's and the dashboard's port (default: 8080, or a free one).",
+    )
+    mqtt_host: str = Field(
+        default="127.0.0.1",
+        description="The address the embedded broker's device listeners bind to; devices are"
+        " told it unless --public-host is given.",
+    )
+    mqtt_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="The devices' password port (embedded broker: 1883 or a free one, where it"
+        " listens; external broker: the port devices are told, default 1883).",
+    )
+    mqtt_tls_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="The mutual-TLS port devices are told to use (embedded broker: 8883 or a free"
+        " one, where it listens).",
+    )
+    ca_cert: Path | None = Field(
+        default=None,
+        description="Your root CA, with --ca-key (default: a CA the hub creates in DATA_DIR/ca).",
+    )
+    ca_key: Path | None = Field(default=None, description="The root CA's key, mode 0600.")
+    production: bool = Field(
+        default=False,
+        description="Refuse plaintext: MQTT only over mutual TLS (external brokers: mqtts://),"
+        " the API only over HTTPS (with --https-cert/--https-key, or a certificate from the"
+        " hub's CA).",
+    )
+    https_cert: Path | None = Field(default=None, description="The API's certificate.")
+    https_key: Path | None = Field(default=None, description="The API certificate's key.")
+    public_host: str | None = Field(
+        default=None,
+        description="The host name devices are told to connect to (default: the broker's host).",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="The hub's own listener on an external broker,"
+        " mqtt://_hub:SECRET@127.0.0.1:PORT (default: run the embedded broker).",
+    )
+    mosquitto_dir: Path | None = Field(
+        default=None,
+        description="Where the hub keeps an external Mosquitto's passwd and acl files current.",
+    )
+    registry_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the registry (default: SQLite in the data directory).",
+    )
+    ingest_max_batch: int = Field(
+        default=5000, ge=1, le=100_000, description="At most this many messages per ingest batch."
+    )
+    ingest_max_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        le=5_000,
+        description="A batch closes when its first message has waited this many milliseconds.",
+    )
+    ingest_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="Share the ingest load with other hubs through the shared subscription"
+        " $share/GROUP/... (external broker; default: this hub takes every message itself).",
+    )
+    ingest_connections: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="This hub's connections in the shared subscription (needs --ingest-group).",
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @field_validator("broker_url")
     @classmethod
