@@ -1,21 +1,14 @@
 """Power modes follow the battery; health figures are reported as telemetry."""
 
 import asyncio
-import math
 import time
 
 from fleetmind.agent.agent import Agent, AgentConfig
 from fleetmind.agent.credentials import Credentials
-from fleetmind.agent.power import (
-    STRETCH,
-    PowerMode,
-    SimulatedBattery,
-    mode_for,
-)
+from fleetmind.agent.power import STRETCH, PowerMode, mode_for
 from fleetmind.agent.settings import AgentSettings
+from fleetmind.sim.world import SimulatedBattery, World
 from fleetmind.wire import senml
-
-T0 = 1_732_400_000.0
 
 
 def test_modes_by_level() -> None:
@@ -26,23 +19,15 @@ def test_modes_by_level() -> None:
     assert STRETCH[PowerMode.CRITICAL][0] > STRETCH[PowerMode.SAVER][0] > 1
 
 
-def test_battery_drains_at_night_and_charges_by_day() -> None:
-    night = SimulatedBattery(level_pct=50, phase=math.pi)  # sun below the horizon at first
-    night.update(T0, PowerMode.NORMAL)
-    assert night.update(T0 + 3600, PowerMode.NORMAL) < 50
-    day = SimulatedBattery(level_pct=50, phase=math.pi / 2 - 2 * math.pi * T0 / 86400)
-    day.update(T0, PowerMode.CRITICAL)
-    assert day.update(T0 + 600, PowerMode.CRITICAL) > 50
-    assert day.charging(T0, PowerMode.CRITICAL)
-
-
 def test_low_battery_stretches_sampling_and_duty_cycles_the_uplink() -> None:
-    battery = SimulatedBattery(level_pct=5, solar_peak_w=0)
+    world = World(battery=SimulatedBattery(level_pct=5, solar_peak_w=0))
     agent = Agent(
         AgentConfig(
             Credentials("127.0.0.1", 1, "d1", "x"),
             settings=AgentSettings(sample_hz=20, health_interval_s=1),
-            battery=battery,
+            sensors=world.sensors,
+            anomalies=world.inject,
+            battery=world.battery,
         )
     )
 

@@ -14,6 +14,7 @@ from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore
 from fleetmind.hub.broker import EmbeddedBroker
 from fleetmind.hub.registry import create_engine, migrate
+from fleetmind.sim.world import World
 from fleetmind.telemetry.errors import StoreUnavailable
 from fleetmind.transport.loopback import LoopbackBroker
 from fleetmind.transport.mqtt import Received
@@ -42,6 +43,7 @@ def test_agent_reconnects_and_resends_everything_it_sealed(tmp_path: Path) -> No
         AgentConfig(
             credentials,
             settings=AgentSettings(sample_hz=10),
+            sensors=World().sensors,
             reconnect_first_s=0.1,
             reconnect_cap_s=0.5,
         )
@@ -76,7 +78,11 @@ def test_duty_cycled_uplink_connects_per_flush_and_loses_nothing(tmp_path: Path)
         wait_until(lambda: listening(port))
         hub = HubSink(hub_port, hub_secret)
         credentials = Credentials("127.0.0.1", port, "d1", secret)
-        agent = Agent(AgentConfig(credentials, settings=AgentSettings(pack_interval_s=1)))
+        agent = Agent(
+            AgentConfig(
+                credentials, settings=AgentSettings(pack_interval_s=1), sensors=World().sensors
+            )
+        )
         agent.uplink.duty_cycle = True
         asyncio.run(agent.run_for(4.5, drain_timeout=20))
         hub.close()
@@ -101,6 +107,7 @@ def test_over_a_loopback_the_uplink_sends_again_what_the_hub_could_not_take() ->
     config = AgentConfig(
         Credentials("loopback", 0, "d1", "secret"),
         settings=AgentSettings(sample_hz=10, pack_interval_s=0.2),
+        sensors=World().sensors,
         reconnect_first_s=0.01,
         reconnect_cap_s=0.05,
         connector=loopback.connector,

@@ -12,13 +12,16 @@ import pytest
 from conftest import RunningHub, wait_until
 from fleetmind.agent.agent import Agent, AgentConfig
 from fleetmind.agent.credentials import Credentials
+from fleetmind.sim.world import World
 
 
 class AgentThread:
     """A real agent on its own event loop, started and stopped at will."""
 
     def __init__(self, device: dict[str, object], state_dir: Path) -> None:
-        self.config = AgentConfig(Credentials.from_device(device), state_dir=state_dir)
+        self.config = AgentConfig(
+            Credentials.from_device(device), state_dir=state_dir, sensors=World().sensors
+        )
         self.agent: Agent | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -21,13 +21,8 @@ from fleetmind.agent import health
 from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Outbox, OutboxLimits
 from fleetmind.agent.pipeline import SensorPipeline, SettingsError
-from fleetmind.agent.power import STRETCH, PowerMode, SimulatedBattery, mode_for
-from fleetmind.agent.sensors import (
-    SIMULATED_SENSORS,
-    AnomalyPlan,
-    Environment,
-    SensorDescription,
-)
+from fleetmind.agent.power import STRETCH, Battery, PowerMode, mode_for
+from fleetmind.agent.sensors import Anomalies, SensorDescription
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.uplink import Uplink
 from fleetmind.certificates import CertificateError
@@ -56,9 +51,10 @@ class AgentConfig:
     credentials: Credentials
     #: what the agent starts with when it has no last known settings of its own
     settings: AgentSettings = field(default_factory=AgentSettings)
-    sensors: Sequence[SensorDescription] = SIMULATED_SENSORS
-    seed: int = 0
-    anomalies: AnomalyPlan = field(default_factory=AnomalyPlan)
+    #: what the agent reads (it has none of its own; the simulator's: ``fleetmind.sim.world``)
+    sensors: Sequence[SensorDescription] = ()
+    #: faults injected into the sensors' values (the simulator's anomalies); None: none
+    anomalies: Anomalies | None = None
     #: where the outbox and the last known settings live; None keeps them in memory
     state_dir: Path | None = None
     outbox: OutboxLimits = field(default_factory=OutboxLimits)
@@ -66,7 +62,7 @@ class AgentConfig:
     reconnect_first_s: float = 0.5
     reconnect_cap_s: float = 30.0
     #: a battery to watch (the simulator's); None is mains power
-    battery: SimulatedBattery | None = None
+    battery: Battery | None = None
     #: packs per second (and burst) when replaying a backlog, so a returning fleet does not
     #: flatten the hub
     replay_rate: float = 200.0
@@ -116,7 +112,6 @@ class Agent:
         #: messages the hub told this agent it refused (down/reject), and which kinds it named
         self.refused_by_hub = 0
         self._refusals_noted: set[tuple[str, str]] = set()
-        self._environment = Environment(config.seed)
         self._pending: list[senml.Reading] = []
         self._seq = 0
         self._settings_changed = asyncio.Event()
@@ -306,10 +301,11 @@ class Agent:
         await self.uplink.send(topics.up(self.device_id, topics.Up.STATE), state.encode())
 
     def read_sensors(self, t: float) -> None:
+        inject = self.config.anomalies
         for sensor in self.config.sensors:
-            value = self.config.anomalies.apply(
-                self._environment, sensor.key, t, sensor.value_fn(self._environment, t)
-            )
+            value = sensor.value_fn(t)
+            if value is not None and inject is not None:
+                value = inject(sensor.key, t, value)
             if value is None:  # the sensor gave nothing this time
                 continue
             if not sensor.low <= value <= sensor.high:

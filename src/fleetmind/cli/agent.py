@@ -57,6 +57,7 @@ def agent(
     """Run one agent with the simulated sensors until Ctrl-C."""
     from fleetmind.agent.agent import IDENTITY_FILE, Agent, AgentConfig
     from fleetmind.agent.settings import AgentSettings
+    from fleetmind.sim.world import World
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     identity = state_dir / IDENTITY_FILE  # claimed, or renewed since: newer than --credentials
@@ -73,8 +74,15 @@ def agent(
             fail("give --credentials, or --claim with --hub for a device's first start")
     except (ValueError, DeviceError) as exc:
         fail(str(exc))
+    world = World()  # the simulated sensors
     running = Agent(
-        AgentConfig(credentials=device, settings=AgentSettings(sample_hz=rate), state_dir=state_dir)
+        AgentConfig(
+            credentials=device,
+            settings=AgentSettings(sample_hz=rate),
+            state_dir=state_dir,
+            sensors=world.sensors,
+            anomalies=world.inject,
+        )
     )
     out.print(f"agent {device.username} -> {device.host}:{device.port} (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):

@@ -17,10 +17,9 @@ import httpx
 from fleetmind.agent.agent import Agent, AgentConfig
 from fleetmind.agent.claim import claim
 from fleetmind.agent.credentials import Credentials
-from fleetmind.agent.power import SimulatedBattery
-from fleetmind.agent.sensors import AnomalyPlan
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.files import write_file
+from fleetmind.sim.world import AnomalyPlan, SimulatedBattery, World
 from fleetmind.transport.errors import HubError
 from fleetmind.transport.http import HubClient
 
@@ -116,17 +115,7 @@ class Fleet:
     def __init__(self, config: FleetConfig, credentials: list[Credentials]) -> None:
         self.config = config
         self.agents = [
-            Agent(
-                AgentConfig(
-                    credentials=device,
-                    settings=AgentSettings(sample_hz=config.rate_hz),
-                    seed=config.seed + index,
-                    anomalies=_anomalies(config),
-                    state_dir=config.state_dir / device.username if config.state_dir else None,
-                    battery=_battery(config.seed + index) if config.batteries else None,
-                )
-            )
-            for index, device in enumerate(credentials)
+            _agent(config, device, config.seed + index) for index, device in enumerate(credentials)
         ]
         self._started = time.monotonic()
         self._before = self._totals()
@@ -174,6 +163,25 @@ class Fleet:
             publish_failures=now["publish_failures"],
             connects=now["connects"],
         )
+
+
+def _agent(config: FleetConfig, device: Credentials, seed: int) -> Agent:
+    """A real agent in a simulated world of its own."""
+    world = World(
+        seed,
+        anomalies=_anomalies(config),
+        battery=_battery(seed) if config.batteries else None,
+    )
+    return Agent(
+        AgentConfig(
+            credentials=device,
+            settings=AgentSettings(sample_hz=config.rate_hz),
+            sensors=world.sensors,
+            anomalies=world.inject,
+            battery=world.battery,
+            state_dir=config.state_dir / device.username if config.state_dir else None,
+        )
+    )
 
 
 def _battery(seed: int) -> SimulatedBattery:
