@@ -28,7 +28,7 @@ from fleetmind.devices.errors import DeviceError
 from fleetmind.devices.service import DeviceService
 from fleetmind.telemetry.errors import StoreUnavailable
 from fleetmind.telemetry.ingest import Ingestor, Message
-from fleetmind.transport.paho import Received
+from fleetmind.transport.mqtt import Received
 from fleetmind.twins.errors import TwinError
 from fleetmind.twins.service import TwinService
 from fleetmind.wire import messages, status, topics

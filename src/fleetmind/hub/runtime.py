@@ -36,7 +36,9 @@ from fleetmind.hub.settings import (
 from fleetmind.telemetry.duckdb_store import DuckDBTelemetryStore
 from fleetmind.telemetry.ingest import Ingestor
 from fleetmind.telemetry.service import TelemetryService
-from fleetmind.transport.paho import BatchSubscriber, BrokerAddress, TransportError
+from fleetmind.transport.address import BrokerAddress
+from fleetmind.transport.errors import TransportError
+from fleetmind.transport.subscriber import BatchSubscriber
 from fleetmind.twins.service import TwinService
 from fleetmind.twins.store import TwinStore
 from fleetmind.wire import topics
