@@ -1,8 +1,9 @@
 """What the hub does with each batch of uplink messages: route them by topic.
 
 Telemetry goes to the ingestor in one call per batch; status messages update connectivity, state
-messages the twin, command answers their command, CSRs renew a certificate. The batch returns
-(and the subscriber acknowledges it) only after all of it is durable.
+messages the twin, command answers their command; CSRs go to the renewal queue, signed beside
+ingest, so a batch does not wait for a certificate. The batch returns (and the subscriber
+acknowledges it) only after all of it is durable.
 
 No message stops the batch. A message that cannot be taken is refused with a counted reason
 (kept per device, and the device hears of it on ``down/reject``, at most once a minute per kind
@@ -21,10 +22,9 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from fleetmind.audit.model import Actor
-from fleetmind.audit.service import AuditService
 from fleetmind.commands.service import CommandService
 from fleetmind.devices.errors import DeviceError
+from fleetmind.devices.renewal import RenewalQueue
 from fleetmind.devices.service import DeviceService
 from fleetmind.telemetry.errors import StoreUnavailable
 from fleetmind.telemetry.ingest import Ingestor, Message
@@ -57,7 +57,7 @@ class UplinkConsumer:
         devices: DeviceService,
         twins: TwinService,
         commands: CommandService,
-        audit: AuditService,
+        renewals: RenewalQueue,
         publish: Publish,
     ) -> None:
         self._ingestor = ingestor
@@ -65,7 +65,7 @@ class UplinkConsumer:
         self._devices = devices
         self._twins = twins
         self._commands = commands
-        self._audit = audit
+        self._renewals = renewals
         self._publish = publish
         self._handlers: dict[str, Callable[[str, bytes], None]] = {
             topics.Up.STATUS: self._status,
@@ -155,18 +155,11 @@ class UplinkConsumer:
 
     def _renew(self, device_id: str, payload: bytes) -> None:
         """A device renews its certificate over its own connection (the broker vouches for who
-        it is); the answer goes to its ``down/certificate``."""
+        it is); the answer goes to its ``down/certificate`` once signed."""
         renewal = messages.Renewal.decode(payload)
-        try:
-            issued = self._devices.renew(
-                device_id, renewal.csr.encode(), by=Actor(device_id, "mqtt")
-            )
-        except DeviceError as exc:
-            answer = messages.Certificate(None, str(exc))
-        else:
-            answer = messages.Certificate(issued.pem.decode())
-        with contextlib.suppress(ConnectionError):  # the device asks again after reconnecting
-            self._publish(topics.down(device_id, topics.Down.CERTIFICATE), answer.encode(), False)
+        if not self._renewals.submit(device_id, renewal.csr.encode()):
+            detail = "a renewal of this device is already waiting; ask again later"
+            self._refuse(device_id, topics.Up.CSR, "busy", detail, len(payload))
 
     def _status(self, device_id: str, payload: bytes) -> None:
         if not payload:  # a cleared retained message

@@ -21,6 +21,7 @@ from fleetmind.commands.store import CommandStore
 from fleetmind.devices import model, mosquitto
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.rejects import RejectLog
+from fleetmind.devices.renewal import RenewalQueue
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore, EnrollmentStore
 from fleetmind.files import write_file
@@ -122,6 +123,7 @@ class Hub:
         self.session_secret = read_or_create_secret(settings.data_dir / SESSION_SECRET_FILE)
         self._broker: EmbeddedBroker | None = None
         self._subscribers: list[BatchSubscriber] = []
+        self._renewals: RenewalQueue | None = None
         self.admin_token: str | None = None
         self.mqtt = self._endpoint()
 
@@ -204,10 +206,10 @@ class Hub:
             self._credentials_changed()
             topic_filter = f"$share/{self.settings.ingest_group}/{topics.UPLINK_FILTER}"
             connections = self.settings.ingest_connections
+        self._renewals = RenewalQueue(self.devices, self.publish)
         consumer = UplinkConsumer(
-            self.ingestor, self.devices, self.twins, self.commands, self.audit,
-            self.publish,
-        )  # fmt: skip
+            self.ingestor, self.devices, self.twins, self.commands, self._renewals, self.publish
+        )
         instance = read_or_create_secret(self.settings.data_dir / INSTANCE_FILE)
         for index in range(connections):
             subscriber = BatchSubscriber(
@@ -255,6 +257,8 @@ class Hub:
     def stop(self) -> None:
         for subscriber in self._subscribers:
             subscriber.stop()
+        if self._renewals is not None:
+            self._renewals.close()
         if self._broker is not None:
             self._broker.stop()
         self.store.close()
