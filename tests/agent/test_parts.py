@@ -1,17 +1,24 @@
 """The agent's parts over the MQTT seam's in-memory loopback: the downlink hands each kind of
 message to its part (desired settings, commands, refusal notices, certificate answers), and
-renewal switches the agent to a certificate of its hub's CA."""
+renewal switches the agent to a certificate of its hub's CA, reading the expiry without the X.509
+stack."""
 
 import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
 from fleetmind import certificates
 from fleetmind.agent.agent import IDENTITY_FILE, Agent, AgentConfig
 from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.desired import TWIN_FILE
+from fleetmind.agent.renewal import expires_at
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.sim.world import World
@@ -140,3 +147,27 @@ def test_a_certificate_close_to_its_expiry_is_renewed_and_kept(tmp_path: Path) -
 def renewed_serial(credentials: Credentials) -> str:
     assert credentials.certificate is not None
     return certificates.serial_hex(certificates.load_certificate(credentials.certificate.encode()))
+
+
+def test_the_expiry_is_read_without_the_x509_stack(tmp_path: Path) -> None:
+    """UTCTime before 2050, GeneralizedTime from 2050 on (RFC 5280), as cryptography reads them;
+    what the quick reading cannot read goes to cryptography."""
+    key = certificates.new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "d3")])
+    for not_after in (datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC), datetime(2061, 1, 2, tzinfo=UTC)):
+        made = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(datetime(2024, 1, 1, tzinfo=UTC))
+            .not_valid_after(not_after)
+            .sign(key, hashes.SHA256())
+        )
+        pem = made.public_bytes(serialization.Encoding.PEM).decode()
+        assert expires_at(pem) == made.not_valid_after_utc == not_after
+    ca = CertificateAuthority.open(tmp_path / "ca")
+    issued, _ = ca.issue_device("d3")
+    assert expires_at(issued.pem.decode()) == issued.not_after
+    assert expires_at(f"{issued.pem.decode()}{ca.pem.decode()}") == issued.not_after  # a chain
