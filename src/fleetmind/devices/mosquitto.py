@@ -10,13 +10,17 @@ The layout keeps devices and the hub apart (``per_listener_settings true``):
 - one ``acl`` for all; no anonymous clients; QoS at most 1; packets of at most 256 KiB.
 
 Mosquitto reads the files at start and on SIGHUP; :func:`write_files` replaces each atomically.
+The files are written from the registry as :class:`BrokerFiles` sees it (the hub's
+``DeviceService``); this module imports no registry store, so a harness that starts Mosquitto
+(``fleetmind.sim.stack``) needs nothing of the hub.
 """
 
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from fleetmind.devices import model
-from fleetmind.devices.service import DeviceService
 from fleetmind.files import write_file
 from fleetmind.wire import topics
 
@@ -26,6 +30,31 @@ ACL_FILE = "acl"
 CRL_FILE = "crl.pem"
 #: the largest MQTT packet either broker takes: a 96 KiB twin document with room to spare
 MAX_PACKET_BYTES = 256 * 1024
+
+
+class RevocationSigner(Protocol):
+    """The hub's CA, as far as the CRL goes."""
+
+    def revocation_list(self, revoked: Iterable[tuple[str, datetime]]) -> bytes: ...
+
+
+class BrokerFiles(Protocol):
+    """What Mosquitto's files are written from: the hub's ``DeviceService``."""
+
+    @property
+    def ca(self) -> RevocationSigner | None: ...
+
+    def secret_hashes(self) -> dict[str, str]:
+        """The hashed secrets of the devices that may connect."""
+        ...
+
+    def cut_off(self) -> Iterable[str]:
+        """The devices denied every topic (suspended, decommissioned, deleted)."""
+        ...
+
+    def revocations(self) -> Iterable[tuple[str, datetime]]:
+        """The revoked certificates: serial (hex) and when."""
+        ...
 
 
 def password_file(entries: dict[str, str]) -> str:
@@ -127,7 +156,7 @@ def config(
     )
 
 
-def write_files(directory: Path, devices: DeviceService, hub_secret_hash: str) -> None:
+def write_files(directory: Path, devices: BrokerFiles, hub_secret_hash: str) -> None:
     """Write ``passwd`` (devices that may connect), ``hub.passwd`` (the hub), ``acl`` and (with a
     CA) ``crl.pem``; each is replaced atomically.
 
