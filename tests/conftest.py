@@ -222,8 +222,8 @@ def start_mosquitto(
     binary = require("mosquitto")
     hub_port = free_port()
     conf = mosquitto_conf(directory, port, hub_port, tls_port, **options)
-    log = (directory / "mosquitto.log").open("wb")
-    process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    with (directory / "mosquitto.log").open("wb") as log:  # the broker keeps its own handle
+        process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     (directory / "mosquitto.pid").write_text(f"{process.pid}\n")
 
     def listening() -> bool:

@@ -1,3 +1,6 @@
+"""``python -m fleetmind``: the fleetmind command."""
+
 from fleetmind.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

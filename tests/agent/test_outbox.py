@@ -103,7 +103,8 @@ def test_kill_minus_nine_mid_write_loses_nothing_committed(tmp_path: Path, secon
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait()
     assert writer.stdout is not None
-    confirmed = [int(line) for line in writer.stdout.read().split()]
+    with writer.stdout:
+        confirmed = [int(line) for line in writer.stdout.read().split()]
     assert confirmed, "the writer committed nothing before it was killed"
     outbox = Outbox(path)
     stored = [

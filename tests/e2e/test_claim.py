@@ -67,8 +67,8 @@ def test_an_agent_claims_its_identity_and_starts_from_the_group_twin(
     assert stat.S_IMODE(identity.stat().st_mode) == 0o600
     document = json.loads(identity.read_text())
     assert document["id"] == "line-0001" and "PRIVATE KEY" in document["mqtts"]["private_key"]
-    output = agent.stdout.read().decode() if agent.stdout else ""
-    assert token not in output
+    output, _ = agent.communicate()  # reads and closes the pipe
+    assert token not in output.decode()
 
 
 def test_a_claim_token_is_counted_and_expires(hub: RunningHub) -> None:

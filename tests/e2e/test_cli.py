@@ -82,8 +82,8 @@ def test_agent_command_sends_telemetry(hub: RunningHub, tmp_path: Path) -> None:
         assert wait_until(lambda: temperatures() >= 5, timeout=30)
     finally:
         agent.terminate()
-        agent.wait(timeout=30)
-    assert b"Traceback" not in (agent.stderr.read() if agent.stderr else b"")
+        _, errors = agent.communicate(timeout=30)  # waits, reads and closes the pipe
+    assert b"Traceback" not in errors
 
 
 def test_people_tokens_enrollments_and_the_audit_log(hub: RunningHub) -> None:

@@ -66,16 +66,22 @@ class BatchSubscriber:
         self.failure: str | None = None
         self._connected = threading.Event()
         self._refused: str | None = None
-        self._client = new_client(client_id, clean=False, manual_ack=True)
-        self._client.max_inflight_messages_set(65535)
-        self._client.max_queued_messages_set(0)
-        configure(self._client, address, tls)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=15)
-        self._client.on_pre_connect = self._on_pre_connect
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
+        self._client_id = client_id
+        self._tls = tls
+        self._client = self._new_client()
         self._worker = threading.Thread(target=self._run, name="mqtt-batches", daemon=True)
+
+    def _new_client(self) -> mqtt.Client:
+        client = new_client(self._client_id, clean=False, manual_ack=True)
+        client.max_inflight_messages_set(65535)
+        client.max_queued_messages_set(0)
+        configure(client, self._address, self._tls)
+        client.reconnect_delay_set(min_delay=1, max_delay=15)
+        client.on_pre_connect = self._on_pre_connect
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
 
     def start(self, timeout: float = 15.0) -> None:
         """Connect and subscribe; raise TransportError if that fails within ``timeout``."""
@@ -207,5 +213,7 @@ class BatchSubscriber:
             self._condition.wait_for(lambda: self._stopping, self._backoff.next_delay())
             if self._stopping:
                 return
+        # a new paho client: one restarted with loop_start() would leave its old socket pair
+        self._client = self._new_client()
         self._client.connect_async(self._address.host, self._address.port, keepalive=30)
         self._client.loop_start()
