@@ -23,6 +23,7 @@ from fleetmind.auth.model import MAX_FAILURES, Role, Scope
 from fleetmind.auth.service import AuthService
 from fleetmind.auth.store import TokenStore
 from fleetmind.devices.ca import CertificateAuthority
+from fleetmind.devices.enrollments import EnrollmentService
 from fleetmind.devices.errors import ClaimRefused
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore, EnrollmentStore
@@ -129,9 +130,9 @@ def test_no_secret_the_services_handle_reaches_a_record_or_the_log(
     caplog.set_level(logging.DEBUG)
     auth = AuthService(TokenStore(engine), audit=audit)
     devices = DeviceService(
-        DeviceStore(engine), ca=CertificateAuthority.open(tmp_path / "ca"),
-        enrollments=EnrollmentStore(engine), audit=audit,
-    )  # fmt: skip
+        DeviceStore(engine), ca=CertificateAuthority.open(tmp_path / "ca"), audit=audit
+    )
+    enrollments = EnrollmentService(EnrollmentStore(engine), devices)
     secrets: list[str] = []
     admin_token = auth.ensure_admin()
     assert admin_token is not None
@@ -160,14 +161,14 @@ def test_no_secret_the_services_handle_reaches_a_record_or_the_log(
     assert not devices.authenticate("pump-7", created.secret + "x", source="10.0.0.10")
     assert not devices.authenticate("_hub", created.secret, source="10.0.0.10")
     secrets.append(devices.rotate_secret("pump-7", by=by))
-    _, claim = devices.create_enrollment(
+    _, claim = enrollments.create(
         "plant-a", name_template="plant-a-{n}", max_uses=1, expires_in=timedelta(hours=1),
         tags={}, desired={}, by=by,
     )  # fmt: skip
     secrets.append(claim)
-    claimed, _ = devices.claim(claim, csr(), None, source="10.0.0.11")
+    claimed, _ = enrollments.claim(claim, csr(), None, source="10.0.0.11")
     with pytest.raises(ClaimRefused):
-        devices.claim(claim, csr(), None, source="10.0.0.11")
+        enrollments.claim(claim, csr(), None, source="10.0.0.11")
     devices.renew(claimed.device.id, csr(), by=Actor(claimed.device.id, "mqtt"))
 
     events = audit.query(AuditQuery(limit=1000))

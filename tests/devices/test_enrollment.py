@@ -5,10 +5,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from fleetmind import certificates
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.enrollment import check_template, device_name
+from fleetmind.devices.enrollments import EnrollmentService
 from fleetmind.devices.errors import ClaimRefused, DeviceError, InvalidDevice
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore, EnrollmentStore
@@ -16,14 +18,20 @@ from fleetmind.hub.registry import create_engine, migrate
 
 
 @pytest.fixture
-def devices(tmp_path: Path) -> DeviceService:
+def engine(tmp_path: Path) -> sa.Engine:
     engine = create_engine(f"sqlite:///{tmp_path / 'registry.db'}")
     migrate(engine)
-    return DeviceService(
-        DeviceStore(engine),
-        ca=CertificateAuthority.open(tmp_path / "ca"),
-        enrollments=EnrollmentStore(engine),
-    )
+    return engine
+
+
+@pytest.fixture
+def devices(engine: sa.Engine, tmp_path: Path) -> DeviceService:
+    return DeviceService(DeviceStore(engine), ca=CertificateAuthority.open(tmp_path / "ca"))
+
+
+@pytest.fixture
+def enrollments(engine: sa.Engine, devices: DeviceService) -> EnrollmentService:
+    return EnrollmentService(EnrollmentStore(engine), devices)
 
 
 def csr() -> bytes:
@@ -43,8 +51,10 @@ def test_names_from_templates() -> None:
         device_name("p-{name}", use=1, requested=None)
 
 
-def test_concurrent_claims_never_exceed_max_uses(devices: DeviceService) -> None:
-    _, token = devices.create_enrollment(
+def test_concurrent_claims_never_exceed_max_uses(
+    devices: DeviceService, enrollments: EnrollmentService
+) -> None:
+    _, token = enrollments.create(
         "g", name_template="g-{n}", max_uses=5, expires_in=timedelta(minutes=5),
         tags={"k": "v"}, desired={},
     )  # fmt: skip
@@ -52,7 +62,7 @@ def test_concurrent_claims_never_exceed_max_uses(devices: DeviceService) -> None
 
     def attempt(request: bytes) -> str | None:
         try:
-            return devices.claim(token, request, None)[0].device.id
+            return enrollments.claim(token, request, None)[0].device.id
         except (ClaimRefused, DeviceError):
             return None
 
@@ -60,15 +70,17 @@ def test_concurrent_claims_never_exceed_max_uses(devices: DeviceService) -> None
         claimed = [name for name in pool.map(attempt, requests) if name]
     assert sorted(claimed) == [f"g-{n:04d}" for n in range(1, 6)]
     assert all(devices.get(name).tags == {"k": "v"} for name in claimed)
-    assert devices.enrollment_groups()[0].uses == 5
+    assert enrollments.groups()[0].uses == 5
 
 
-def test_a_taken_name_gives_the_use_back(devices: DeviceService) -> None:
-    _, token = devices.create_enrollment(
+def test_a_taken_name_gives_the_use_back(
+    devices: DeviceService, enrollments: EnrollmentService
+) -> None:
+    _, token = enrollments.create(
         "h", name_template="{name}", max_uses=1, expires_in=timedelta(minutes=5),
         tags={}, desired={},
     )  # fmt: skip
     devices.add("dup")
     with pytest.raises(DeviceError):
-        devices.claim(token, csr(), "dup")
-    assert devices.claim(token, csr(), "fresh")[0].device.id == "fresh"
+        enrollments.claim(token, csr(), "dup")
+    assert enrollments.claim(token, csr(), "fresh")[0].device.id == "fresh"

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from fleetmind.auth.api import Operator, Reader, actor, source
 from fleetmind.devices.enrollment import EnrollmentGroup
+from fleetmind.devices.enrollments import EnrollmentService
 from fleetmind.devices.errors import (
     CertificateError,
     ClaimRefused,
@@ -91,6 +92,11 @@ class CertificateOut(BaseModel):
 
 def _service(request: Request) -> DeviceService:
     service: DeviceService = request.app.state.devices
+    return service
+
+
+def _enrollments(request: Request) -> EnrollmentService:
+    service: EnrollmentService = request.app.state.enrollments
     return service
 
 
@@ -286,7 +292,7 @@ def create_enrollment(
 ) -> EnrollmentCreated:
     """An enrollment group and its claim token (shown only now)."""
     try:
-        group, token = _service(request).create_enrollment(
+        group, token = _enrollments(request).create(
             body.name, name_template=body.name_template, max_uses=body.max_uses,
             expires_in=timedelta(seconds=body.expires_in_s), tags=body.tags, desired=body.desired,
             by=actor(request, principal),
@@ -298,13 +304,13 @@ def create_enrollment(
 
 @enrollment_router.get("/enrollments")
 def list_enrollments(request: Request, _: Reader) -> list[EnrollmentOut]:
-    return [EnrollmentOut.of(group) for group in _service(request).enrollment_groups()]
+    return [EnrollmentOut.of(group) for group in _enrollments(request).groups()]
 
 
 @enrollment_router.delete("/enrollments/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_enrollment(request: Request, principal: Operator, name: str) -> Response:
     try:
-        _service(request).delete_enrollment(name, by=actor(request, principal))
+        _enrollments(request).delete(name, by=actor(request, principal))
     except DeviceNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -321,7 +327,7 @@ def claim(
     nothing else."""
     token = credentials.credentials if credentials else ""
     try:
-        created, _ = _service(request).claim(
+        created, _ = _enrollments(request).claim(
             token, body.csr.encode(), body.name, source=source(request)
         )
     except ClaimRefused as exc:

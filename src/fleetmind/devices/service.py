@@ -19,19 +19,17 @@ from typing import Any
 from fleetmind.audit.model import Actor, Outcome
 from fleetmind.audit.service import AuditService
 from fleetmind.certificates import Issued
-from fleetmind.devices import enrollment, model
-from fleetmind.devices.ca import CertificateAuthority, check_csr
-from fleetmind.devices.enrollment import EnrollmentGroup
+from fleetmind.devices import model
+from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.errors import (
     CertificateError,
-    ClaimRefused,
     DeviceError,
     DeviceNotFound,
     InvalidDevice,
 )
 from fleetmind.devices.model import Device, DeviceCertificate, DeviceState
 from fleetmind.devices.rejects import Reject, RejectLog
-from fleetmind.devices.store import DeviceStore, EnrollmentStore
+from fleetmind.devices.store import DeviceStore
 from fleetmind.wire import topics
 from fleetmind.wire.errors import TopicError
 
@@ -60,7 +58,6 @@ class DeviceService:
         store: DeviceStore,
         *,
         ca: CertificateAuthority | None = None,
-        enrollments: EnrollmentStore | None = None,
         on_added: Callable[[str, dict[str, Any]], None] | None = None,
         on_credentials_changed: Callable[[], None] | None = None,
         on_deleted: Callable[[str], None] | None = None,
@@ -76,7 +73,6 @@ class DeviceService:
         #: what the hub refused from each device (its uplink consumer records there)
         self.rejects = rejects or RejectLog()
         self.ca = ca
-        self._enrollments = enrollments
         self._on_added = on_added
         self._on_credentials_changed = on_credentials_changed
         self._on_deleted = on_deleted
@@ -87,9 +83,10 @@ class DeviceService:
         self._logins = model.LoginGuard()
         self._logins_lock = threading.Lock()
 
-    def _record(
+    def record(
         self, kind: str, by: Actor | None, *, outcome: Outcome = Outcome.SUCCESS, detail: str = ""
     ) -> None:
+        """Record an event of the devices domain (nothing when ``by`` is None: the hub itself)."""
         if by is not None and self._audit is not None:
             self._audit.record(kind, by, outcome=outcome, detail=detail)
 
@@ -125,7 +122,7 @@ class DeviceService:
         if desired and self._on_added is not None:
             self._on_added(device_id, desired)
         how = "certificate over its CSR" if csr is not None else "secret and certificate"
-        self._record("device.add", by, detail=f"{device_id}: {how}")
+        self.record("device.add", by, detail=f"{device_id}: {how}")
         return NewDevice(
             device,
             secret,
@@ -133,72 +130,6 @@ class DeviceService:
             private_key=key,
             ca=self.ca.pem if self.ca else None,
         )
-
-    # -- enrollment groups (provisioning by claim) --------------------------------------------
-
-    def create_enrollment(
-        self,
-        name: str,
-        *,
-        name_template: str,
-        max_uses: int,
-        expires_in: timedelta,
-        tags: dict[str, str],
-        desired: dict[str, Any],
-        by: Actor | None = None,
-    ) -> tuple[EnrollmentGroup, str]:
-        """A group and its claim token (in clear, this once; stored hashed). Recorded as
-        ``enrollment.create``."""
-        if self._enrollments is None or self.ca is None:
-            raise InvalidDevice("provisioning by claim needs the hub's certificate authority")
-        now = datetime.now(UTC)
-        group = EnrollmentGroup(
-            name, enrollment.check_template(name_template), max_uses, 0, now + expires_in, now,
-            tags, desired,
-        )  # fmt: skip
-        token = enrollment.new_claim_token()
-        self._enrollments.add(group, enrollment.hash_claim(token))
-        self._record("enrollment.create", by, detail=f"{group.name}: {group.max_uses}")
-        return group, token
-
-    def enrollment_groups(self) -> list[EnrollmentGroup]:
-        return self._enrollments.list() if self._enrollments is not None else []
-
-    def delete_enrollment(self, name: str, *, by: Actor | None = None) -> None:
-        if self._enrollments is None or not self._enrollments.delete(name):
-            raise DeviceNotFound(f"no enrollment group {name!r}")
-        self._record("enrollment.delete", by, detail=name)
-
-    def claim(
-        self, token: str, csr: bytes, requested: str | None, *, source: str = "-"
-    ) -> tuple[NewDevice, str]:
-        """A new device of the token's group, certified over ``csr``; and the group's name.
-        Recorded as ``device.claim``: by the new device, or a refusal (ClaimRefused) by ``-``,
-        from ``source``."""
-        try:
-            created, group = self._claim(token, csr, requested)
-        except ClaimRefused as exc:
-            self._record("device.claim", Actor("-", source), outcome=Outcome.FAILURE,
-                         detail=str(exc))  # fmt: skip
-            raise
-        self._record("device.claim", Actor(created.device.id, source),
-                     detail=f"enrollment group {group}")  # fmt: skip
-        return created, group
-
-    def _claim(self, token: str, csr: bytes, requested: str | None) -> tuple[NewDevice, str]:
-        if self._enrollments is None:
-            raise ClaimRefused("this hub has no enrollment groups")
-        check_csr(csr)  # refuse a bad CSR before it uses up the claim
-        group = self._enrollments.claim(enrollment.hash_claim(token), datetime.now(UTC))
-        if group is None:
-            raise ClaimRefused("the claim token is unknown, expired or used up")
-        try:
-            name = enrollment.device_name(group.name_template, use=group.uses, requested=requested)
-            created = self.add(name, csr=csr, tags=group.tags, desired=group.desired)
-        except DeviceError:
-            self._enrollments.give_back(group.name)
-            raise
-        return created, group.name
 
     def _keep(self, device: Device, issued: Issued) -> None:
         """Record ``issued`` as a certificate of this device record (not only of its name)."""
@@ -222,7 +153,7 @@ class DeviceService:
         self._store.set_secret_hash(device_id, model.hash_secret(secret))
         log.info("device %s: secret rotated", device_id)
         self._credentials_changed()
-        self._record("device.secret", by, detail=device_id)
+        self.record("device.secret", by, detail=device_id)
         return secret
 
     def renew(self, device_id: str, csr: bytes, *, by: Actor | None = None) -> Issued:
@@ -233,9 +164,9 @@ class DeviceService:
         try:
             issued = self._renew(device_id, csr)
         except DeviceError as exc:
-            self._record("certificate.renew", by, outcome=Outcome.FAILURE, detail=str(exc))
+            self.record("certificate.renew", by, outcome=Outcome.FAILURE, detail=str(exc))
             raise
-        self._record("certificate.renew", by, detail=f"serial {issued.serial}")
+        self.record("certificate.renew", by, detail=f"serial {issued.serial}")
         return issued
 
     def _renew(self, device_id: str, csr: bytes) -> Issued:
@@ -270,7 +201,7 @@ class DeviceService:
         log.info("device %s is %s", device_id, state)
         self._credentials_changed()
         device = self._store.get(device_id)
-        self._record("device.state", by, detail=f"{device_id} is {state}")
+        self.record("device.state", by, detail=f"{device_id} is {state}")
         return device
 
     def revoke(self, device_id: str, serial: str, *, by: Actor | None = None) -> None:
@@ -280,7 +211,7 @@ class DeviceService:
             raise CertificateError(f"device {device_id!r} has no valid certificate {serial}")
         log.info("device %s: certificate %s revoked", device_id, serial)
         self._credentials_changed()
-        self._record("certificate.revoke", by, detail=f"{device_id} {serial}")
+        self.record("certificate.revoke", by, detail=f"{device_id} {serial}")
 
     def secret_hashes(self) -> dict[str, str]:
         """The hashed secrets of the devices that may connect now."""
@@ -346,7 +277,7 @@ class DeviceService:
         self._credentials_changed()
         if self._on_deleted is not None:
             self._on_deleted(device_id)
-        self._record("device.delete", by, detail=device_id)
+        self.record("device.delete", by, detail=device_id)
 
     def authenticate(
         self,
@@ -392,7 +323,7 @@ class DeviceService:
         if locked:
             kind = "mqtt.lockout"
             detail = f"{model.MQTT_MAX_FAILURES} failures from {source}; locked"
-        self._record(kind, Actor(username, source), outcome=Outcome.FAILURE, detail=detail)
+        self.record(kind, Actor(username, source), outcome=Outcome.FAILURE, detail=detail)
 
     def status_changed(self, device_id: str, *, online: bool, boot_id: str | None) -> None:
         if not self._store.set_connectivity(

@@ -29,6 +29,7 @@ def create_app(settings: Settings, on_ready: Callable[[Hub], None] | None = None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.start()
         app.state.devices = hub.devices
+        app.state.enrollments = hub.enrollments
         app.state.auth = hub.auth
         app.state.audit = hub.audit
         app.state.telemetry = hub.telemetry

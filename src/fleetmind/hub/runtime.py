@@ -5,8 +5,6 @@ import dataclasses
 import hashlib
 import hmac
 import logging
-import os
-import signal
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from fleetmind.commands.service import CommandService
 from fleetmind.commands.store import CommandStore
 from fleetmind.devices import model, mosquitto
 from fleetmind.devices.ca import CertificateAuthority
+from fleetmind.devices.enrollments import EnrollmentService
 from fleetmind.devices.rejects import RejectLog
 from fleetmind.devices.renewal import RenewalQueue
 from fleetmind.devices.service import DeviceService
@@ -52,7 +51,6 @@ HUB_SECRET_FILE = "hub.secret"
 #: names this hub among several sharing a broker (its client ids derive from it)
 INSTANCE_FILE = "hub.instance"
 SESSION_SECRET_FILE = "session.secret"
-MOSQUITTO_PID_FILE = "mosquitto.pid"
 CA_DIR = "ca"
 #: the embedded broker's server certificate
 TLS_DIR = "tls"
@@ -103,7 +101,6 @@ class Hub:
         self.devices = DeviceService(
             device_store,
             ca=self.ca,
-            enrollments=EnrollmentStore(self._engine),
             on_added=self._device_added,
             on_credentials_changed=self._credentials_changed,
             on_deleted=self._device_deleted,
@@ -111,6 +108,7 @@ class Hub:
             rejects=RejectLog(),
             audit=self.audit,
         )
+        self.enrollments = EnrollmentService(EnrollmentStore(self._engine), self.devices)
         self.twins = TwinService(
             TwinStore(self._engine), self.devices, self.publish, audit=self.audit
         )
@@ -275,8 +273,7 @@ class Hub:
         if directory is None or self.settings.embedded_broker:
             return
         mosquitto.write_files(directory, self.devices, self._hub_secret_hash)
-        pid_file = directory / MOSQUITTO_PID_FILE
         try:
-            os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)
+            mosquitto.reload(directory)
         except (OSError, ValueError) as exc:
-            log.warning("could not ask Mosquitto to reload its files (%s): %s", pid_file, exc)
+            log.warning("could not ask Mosquitto in %s to reload its files: %s", directory, exc)
