@@ -224,7 +224,7 @@ def start_mosquitto(
     conf = mosquitto_conf(directory, port, hub_port, tls_port, **options)
     with (directory / "mosquitto.log").open("wb") as log:  # the broker keeps its own handle
         process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-    (directory / "mosquitto.pid").write_text(f"{process.pid}\n")
+    (directory / mosquitto.PID_FILE).write_text(f"{process.pid}\n")
 
     def listening() -> bool:
         if process.poll() is not None:

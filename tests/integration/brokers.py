@@ -3,9 +3,7 @@ broker (amqtt) in its child process and a Mosquitto of the test's own, with the 
 devices d1 and d2 (passwords and certificates) and the hub's identity on its own listener."""
 
 import contextlib
-import os
 import queue
-import signal
 import socket
 import ssl
 import time
@@ -48,8 +46,7 @@ class Broker:
         """What the hub does after a registry change (Mosquitto reads files on SIGHUP)."""
         if self.kind == "mosquitto":
             mosquitto.write_files(self.directory, self.devices, model.hash_secret(HUB_SECRET))
-            pid = int((self.directory / "mosquitto.pid").read_text())
-            os.kill(pid, signal.SIGHUP)
+            mosquitto.reload(self.directory)
             time.sleep(0.5)
 
     def hub(self, client_id: str = "_hub-test") -> "Client":

@@ -15,6 +15,8 @@ The files are written from the registry as :class:`BrokerFiles` sees it (the hub
 (``fleetmind.sim.stack``) needs nothing of the hub.
 """
 
+import os
+import signal
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +30,8 @@ PASSWORD_FILE = "passwd"
 HUB_PASSWORD_FILE = "hub.passwd"
 ACL_FILE = "acl"
 CRL_FILE = "crl.pem"
+#: where the hub finds Mosquitto's pid, to make it reread its files
+PID_FILE = "mosquitto.pid"
 #: the largest MQTT packet either broker takes: a 96 KiB twin document with room to spare
 MAX_PACKET_BYTES = 256 * 1024
 
@@ -181,3 +185,9 @@ def bootstrap(directory: Path, hub_secret_hash: str) -> None:
         directory / HUB_PASSWORD_FILE, password_file({model.HUB_USERNAME: hub_secret_hash}), 0o640
     )
     write_file(directory / ACL_FILE, acl_file(), 0o640)
+
+
+def reload(directory: Path) -> None:
+    """Ask the Mosquitto whose pid is in ``directory/mosquitto.pid`` to reread its files
+    (SIGHUP); OSError or ValueError when there is none to ask."""
+    os.kill(int((directory / PID_FILE).read_text().strip()), signal.SIGHUP)

@@ -97,7 +97,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        (directory / "mosquitto.pid").write_text(f"{self.broker.pid}\n")
+        (directory / mosquitto.PID_FILE).write_text(f"{self.broker.pid}\n")
         _wait(lambda: _listening(self._mqtt_port), "the broker")
 
     def start_hub(self) -> None:
