@@ -226,11 +226,14 @@ def start_mosquitto(
         process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     (directory / mosquitto.PID_FILE).write_text(f"{process.pid}\n")
 
-    def listening() -> bool:
+    def listening() -> bool:  # on every listener: Mosquitto opens them one after the other
         if process.poll() is not None:
             raise AssertionError((directory / "mosquitto.log").read_text())
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", port)) == 0
+        for each in (port, hub_port, tls_port):
+            with socket.socket() as probe:
+                if each is not None and probe.connect_ex(("127.0.0.1", each)) != 0:
+                    return False
+        return True
 
     wait_until(listening, timeout=10)
     return Mosquitto(port, hub_port, directory, process)

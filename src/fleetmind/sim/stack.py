@@ -98,7 +98,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
             )
         (directory / mosquitto.PID_FILE).write_text(f"{self.broker.pid}\n")
-        _wait(lambda: _listening(self._mqtt_port), "the broker")
+        _wait(lambda: _listening(self._mqtt_port) and _listening(self.hub_port), "the broker")
 
     def start_hub(self) -> None:
         broker_url = f"mqtt://{model.HUB_USERNAME}:{self.hub_secret}@127.0.0.1:{self.hub_port}"
