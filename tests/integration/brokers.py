@@ -22,7 +22,7 @@ from fleetmind.devices import model, mosquitto
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore
-from fleetmind.hub.broker import BrokerLimits, EmbeddedBroker, TlsListener
+from fleetmind.hub.broker import BrokerError, BrokerLimits, EmbeddedBroker, TlsListener
 from fleetmind.hub.registry import create_engine, migrate
 
 HUB_SECRET = model.new_secret()
@@ -87,14 +87,10 @@ def running(kind: str, tmp_path: Path) -> Iterator[Broker]:
         for name, item in created.items()
     }  # fmt: skip
     if kind == "amqtt":
-        port, hub_port = free_port(), free_port()
         assert devices.ca is not None
         files = devices.ca.server_files(tmp_path / "tls", ["127.0.0.1"])
-        embedded = EmbeddedBroker(
-            "127.0.0.1", port, url, model.hash_secret(HUB_SECRET), TlsListener(tls_port, *files),
-            hub_port=hub_port, limits=LIMITS,
-        )  # fmt: skip
-        embedded.start()
+        embedded = _embedded(url, files, tls_port)
+        port, hub_port = embedded.port or 0, embedded.hub_port
         wait_until(lambda: all(listening(p) for p in (port, tls_port, hub_port)))
         try:
             yield Broker("amqtt", port, hub_port, devices, store, secrets, tmp_path, tls_port, tls)
@@ -111,6 +107,24 @@ def running(kind: str, tmp_path: Path) -> Iterator[Broker]:
             )  # fmt: skip
         finally:
             stop(mosquitto_process.process)
+
+
+def _embedded(url: str, files: tuple[Path, Path, Path], tls_port: int) -> EmbeddedBroker:
+    """The embedded broker on free ports; again on others if one was taken meanwhile (a port
+    found free can be given to a client's connection before the broker binds it)."""
+    for attempt in range(3):
+        embedded = EmbeddedBroker(
+            "127.0.0.1", free_port(), url, model.hash_secret(HUB_SECRET),
+            TlsListener(tls_port, *files), limits=LIMITS,
+        )  # fmt: skip
+        try:
+            embedded.start()
+        except BrokerError:
+            if attempt == 2:
+                raise
+            continue
+        return embedded
+    raise AssertionError("unreachable")
 
 
 def listening(port: int) -> bool:

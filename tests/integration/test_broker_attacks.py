@@ -17,7 +17,8 @@ from brokers import HUB_SECRET, LIMITS, Broker, Client, broker  # noqa: F401 - b
 from raw_mqtt import CONNACK_ACCEPTED, RawClient, Will, connect_packet, publish_packet
 
 from fleetmind.devices import model
-from fleetmind.hub.broker import RegistryAuthPlugin
+from fleetmind.devices.model import DeviceState
+from fleetmind.hub.broker import SWEEP_S, RegistryAuthPlugin
 from fleetmind.wire import messages, status, topics
 
 D1_DOWN = "fm/v1/d/d1/down/#"
@@ -147,6 +148,31 @@ def test_one_device_holds_one_connection(broker: Broker) -> None:
         raw.close()
 
 
+def test_connects_that_arrive_together_still_leave_one_connection(broker: Broker) -> None:
+    """Many CONNECTs of one identity at once (each authenticates while the others do) leave
+    one connection; suspending the device then leaves none that can publish."""
+    hub = broker.hub()
+    clients = [RawClient(broker.port) for _ in range(60)]
+    for index, raw in enumerate(clients):
+        raw.send(connect_packet(f"c{index}", "d2", broker.secrets["d2"]))
+    codes = [raw.connack() for raw in clients]
+    assert codes.count(CONNACK_ACCEPTED) >= 1
+    time.sleep(1.5)
+    open_ones = [raw for raw in clients if not raw.closed_within(0.05)]
+    assert len(open_ones) <= 1
+    broker.devices.set_state("d2", DeviceState.SUSPENDED)
+    broker.credentials_changed()
+    time.sleep(SWEEP_S * 2)
+    for raw in open_ones:
+        with contextlib.suppress(OSError):
+            raw.send(publish_packet("fm/v1/d/d2/up/telemetry", b"after-suspension"))
+    time.sleep(1)
+    assert b"after-suspension" not in [payload for _, payload in hub.drain_all()]
+    for raw in clients:
+        raw.close()
+    hub.close()
+
+
 # -- wills --------------------------------------------------------------------------------------
 
 
@@ -182,6 +208,24 @@ def test_a_will_on_another_device_s_topic_is_never_published(broker: Broker, wil
     assert [t for t, _ in late.drain_all() if t == will.topic] == []
     for client in (late, victim, hub):
         client.close()
+
+
+@pytest.mark.parametrize("topic", ["fm/v1/d/d1/up/#", "fm/v1/d/d1/up/+", "$SYS/x", ""])
+def test_a_will_that_is_no_topic_is_refused_and_ingest_goes_on(broker: Broker, topic: str) -> None:
+    """A wildcard is within the device's ACL pattern but is no topic to publish to: the CONNECT
+    is refused and the hub keeps taking every device's messages. (Mosquitto accepts a will on
+    ``$SYS/x`` and never publishes it, as the ACL test of wills shows.)"""
+    hub = broker.hub()
+    attacker = RawClient(broker.port)
+    code = attacker.connect("d1", "d1", broker.secrets["d1"], will=Will(topic, b"x"))
+    if broker.kind == "amqtt" or topic != "$SYS/x":
+        assert code != CONNACK_ACCEPTED
+    attacker.close()
+    time.sleep(1)
+    victim = _victim(broker, "d2")
+    _still_served(broker, victim, hub, "d2", b"after-bad-will")
+    victim.close()
+    hub.close()
 
 
 def test_a_will_on_the_device_s_own_status_is_published(broker: Broker) -> None:

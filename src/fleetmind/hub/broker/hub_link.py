@@ -139,14 +139,14 @@ class HubLink:
         """The PUBLISH of ``uplink`` to ``consumer``, in flight from now on."""
         again = uplink.session is consumer.session and uplink.packet_id not in consumer.inflight
         packet_id = uplink.packet_id if again else self._next_id(consumer)
+        dup = uplink.session is not None
+        packet = PublishPacket.build(uplink.topic, uplink.data, packet_id, dup, QOS_1, False)
+        data: bytes = packet.to_bytes()  # first: a message that cannot be built changes nothing
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         consumer.handler._puback_waiters[packet_id] = waiter
         consumer.inflight[packet_id] = uplink
         waiter.add_done_callback(functools.partial(self._acknowledged, consumer, packet_id))
-        dup = uplink.session is not None
         uplink.session, uplink.packet_id = consumer.session, packet_id
-        packet = PublishPacket.build(uplink.topic, uplink.data, packet_id, dup, QOS_1, False)
-        data: bytes = packet.to_bytes()
         return data
 
     def _next_id(self, consumer: _Consumer) -> int:

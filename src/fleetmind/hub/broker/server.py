@@ -70,10 +70,27 @@ def is_uplink(topic: str) -> bool:
     return len(parts) == 6 and parts[:3] == ["fm", "v1", "d"] and parts[4] == "up"
 
 
+_TURN = "fleetmind.connect_turn"
+
+
+def _release_turn(session: Session) -> None:
+    turn = session.attributes.pop(_TURN, None)
+    if turn is not None:
+        turn.release()
+
+
+def valid_topic(topic: str) -> bool:
+    """A topic a message may be published to: not empty, no wildcard, no ``$`` (MQTT 4.7)."""
+    return bool(topic) and "#" not in topic and "+" not in topic and not topic.startswith("$")
+
+
 def retains(username: str | None, topic: str) -> bool:
-    """A device's uplink is retained only on ``up/status`` (its birth and last will): retained
-    telemetry would be replayed to the hub at every subscription."""
-    return username == model.HUB_USERNAME or not is_uplink(topic) or topic.endswith("/up/status")
+    """A device's uplink is retained only on its own ``up/status`` (its birth and last will):
+    retained telemetry would be replayed to the hub at every subscription, and anything else a
+    device retains would stay in the broker's memory."""
+    if username == model.HUB_USERNAME or not is_uplink(topic):
+        return True
+    return username is not None and topic == topics.status(username)
 
 
 class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is untyped
@@ -86,6 +103,10 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
         self._refusing = False
         #: set when a connection's handling has ended (a takeover waits for it)
         self._ended: dict[Any, asyncio.Event] = {}
+        #: a turn per client id, taken from authentication until the connection is registered
+        self._connecting: dict[str, asyncio.Lock] = {}
+        #: every connection being served, registered or not (the registry sweep checks them all)
+        self.live: dict[Any, Session] = {}
         ClientHandler.max_held = limits.max_held_per_connection
 
     @property
@@ -164,6 +185,11 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
         except Exception as exc:  # noqa: BLE001 - a packet too large, garbage amqtt cannot parse
             await close_quietly(writer)
             raise AMQTTError(f"not a valid CONNECT: {exc!r}") from None
+        if session.will_flag and (
+            not valid_topic(session.will_topic or "") or session.will_qos not in (0, 1, 2)
+        ):  # a malformed CONNECT (MQTT 3.1.2-14, 4.7.1): closed, as Mosquitto does
+            abort(writer)
+            raise AMQTTError(f"{remote_address}: an invalid will")
         session.attributes[LISTENER] = reader.listener
         if not await self._authenticate(session, None):
             await self._refuse(writer, NOT_AUTHORIZED)
@@ -173,6 +199,21 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
         elif not session.client_id:
             await self._refuse(writer, IDENTIFIER_REJECTED)
             raise AMQTTError("the hub needs a client id")
+        # one connection of a client id at a time, from here until it is registered: CONNECTs
+        # that arrive together would each take over nothing and all stay connected
+        turn = self._connecting.setdefault(session.client_id, asyncio.Lock())
+        await turn.acquire()
+        try:
+            session = await self._settle(session)
+        except BaseException:
+            turn.release()
+            raise
+        session.attributes[_TURN] = turn  # released once the connection is registered
+        return handler, session
+
+    async def _settle(self, session: Session) -> Session:
+        """Take over the client id's older connection; then start a clean session or resume a
+        persistent one."""
         await self._take_over(session.client_id)
         session.keep_alive = keepalive_with_grace(session.keep_alive)
         if session.clean_session:
@@ -189,7 +230,7 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
             session, session.parent = existing, 1
         else:
             session.parent = 0
-        return handler, session
+        return session
 
     async def _refuse(self, writer: WriterAdapter, code: int) -> None:
         with contextlib.suppress(Exception):
@@ -223,11 +264,13 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
         """amqtt's, without its second authentication, its takeover before authentication and
         its retained messages of every subscription on the broker."""
         ended = self._ended[handler] = asyncio.Event()
+        self.live[handler] = client_session
         try:
             self._forget_older(client_session)
             client_session.transitions.connect()
             handler.attach(client_session, reader, writer)
             self._sessions[client_session.client_id] = (client_session, handler)
+            _release_turn(client_session)
             await handler.mqtt_connack_authorize(True)
             await handler.start()
             await self._publish_session_retained_messages(client_session)
@@ -235,6 +278,8 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
                 self.hub_link.attach(client_session, handler)
             await self._client_message_loop(client_session, handler)
         finally:
+            _release_turn(client_session)
+            self.live.pop(handler, None)
             self.hub_link.detach(handler)
             if client_session.transitions.is_connected():  # the loop ended on a bad packet
                 await self._end(client_session, handler, abnormal=True)
@@ -273,7 +318,7 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
         if message is None:
             return True
         topic = message.topic
-        if not topic or "#" in topic or "+" in topic or topic.startswith("$"):
+        if not valid_topic(topic):
             log.info("%s published to an invalid topic; closing", client_session.client_id)
             return False
         retain = bool(message.publish_packet and message.publish_packet.retain_flag)
@@ -285,7 +330,9 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
     ) -> None:
         """One message from ``session`` (a publish or its will): ACL, uplink or routing, retain.
         ``source`` is the held message whose PUBACK waits, if any."""
-        if not await self._topic_filtering(session, topic=topic, action=Action.PUBLISH):
+        if not valid_topic(topic) or not await self._topic_filtering(
+            session, topic=topic, action=Action.PUBLISH
+        ):
             log.debug("%s may not publish to %s; dropped", session.client_id, topic)
             release(source)  # acknowledged and dropped, as Mosquitto does
             return
@@ -345,9 +392,9 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
         One snapshot of the registry serves every connection."""
         admission = await asyncio.to_thread(devices.admission)
         dropped = 0
-        for session, handler in list(self._sessions.values()):
+        for handler, session in list(self.live.items()):
             username = session.username
-            if username in (None, model.HUB_USERNAME) or not session.transitions.is_connected():
+            if username in (None, model.HUB_USERNAME):
                 continue
             if admission.allows(username, getattr(session, "certificate_serial", None)):
                 continue
