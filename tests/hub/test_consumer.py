@@ -112,13 +112,21 @@ def test_refusals_have_reasons_and_the_device_hears_of_them_once_a_minute(setup:
     assert setup.store.count("d1") == 1  # the good pack, not the retained replay
     reasons = sorted((r.kind, r.reason) for r in setup.devices.rejected("d1"))
     assert reasons == [
-        ("nonsense", "topic"), ("state", "field"), ("telemetry", "decode"),
-        ("telemetry", "decode"), ("telemetry", "retained"),
+        ("state", "field"), ("telemetry", "decode"), ("telemetry", "decode"),
+        ("telemetry", "retained"), ("unknown", "topic"),
     ]  # fmt: skip
     assert sorted((n.kind, n.reason) for n in setup.notices()) == [
-        ("nonsense", "topic"), ("state", "field"), ("telemetry", "decode"),
-        ("telemetry", "retained"),
+        ("state", "field"), ("telemetry", "decode"), ("telemetry", "retained"),
+        ("unknown", "topic"),
     ]  # fmt: skip
+
+
+def test_made_up_kinds_and_refusal_floods_stay_bounded(setup: Setup) -> None:
+    """Thousands of made-up kinds count as one kind; notices to devices are rate-limited."""
+    setup.consumer([setup.message(f"k{n}", b"{}") for n in range(5000)])
+    assert setup.devices.rejects.counts()["unknown"] == {"topic": 5000}
+    assert len(setup.devices.rejects.counts()) == 1
+    assert len(setup.notices()) <= 1  # one kind, one reason: one notice a minute
 
 
 def test_a_message_whose_handling_fails_is_refused_and_the_rest_taken(

@@ -17,11 +17,11 @@ from typing import Any
 
 from fleetmind.agent.credentials import Credentials
 from fleetmind.agent.outbox import Entry, Outbox
-from fleetmind.agent.ratelimit import TokenBucket
 from fleetmind.transport.backoff import Backoff
 from fleetmind.transport.errors import TransportError
 from fleetmind.transport.mqtt import Connector, MqttClient, Will
 from fleetmind.transport.paho_client import PahoClient
+from fleetmind.transport.ratelimit import TokenBucket
 from fleetmind.wire import status, topics
 
 log = logging.getLogger(__name__)

@@ -29,6 +29,7 @@ from fleetmind.devices.service import DeviceService
 from fleetmind.telemetry.errors import StoreUnavailable
 from fleetmind.telemetry.ingest import Ingestor, Message
 from fleetmind.transport.mqtt import Received
+from fleetmind.transport.ratelimit import TokenBucket
 from fleetmind.twins.errors import TwinError
 from fleetmind.twins.service import TwinService
 from fleetmind.wire import messages, status, topics
@@ -40,7 +41,12 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, bool], None]
 #: seconds between two notices to a device about the same kind and reason of refusal
 NOTICE_INTERVAL_S = 60.0
+#: notices to all devices together, at most, per second (what a flood of refusals may cost)
+NOTICES_PER_S = 20.0
 _MAX_NOTICES = 100_000
+#: the kind under which refusals of kinds FleetMind does not define are counted (a device
+#: could otherwise make up a new counter with every message)
+UNKNOWN = "unknown"
 
 
 def is_outage(error: BaseException) -> bool:
@@ -58,15 +64,16 @@ class UplinkConsumer:
         twins: TwinService,
         commands: CommandService,
         renewals: RenewalQueue,
-        publish: Publish,
+        notify: Publish,
     ) -> None:
+        """``notify`` sends a device its refusal notices (QoS 0)."""
         self._ingestor = ingestor
         self._rejects = devices.rejects
         self._devices = devices
         self._twins = twins
         self._commands = commands
         self._renewals = renewals
-        self._publish = publish
+        self._notify_device = notify
         self._handlers: dict[str, Callable[[str, bytes], None]] = {
             topics.Up.STATUS: self._status,
             topics.Up.STATE: self._state,
@@ -74,6 +81,7 @@ class UplinkConsumer:
             topics.Up.CSR: self._renew,
         }
         self._noticed: dict[tuple[str, str, str], float] = {}
+        self._notices = TokenBucket(NOTICES_PER_S, int(NOTICES_PER_S))
 
     def __call__(self, batch: list[Received]) -> None:
         telemetry: list[Message] = []
@@ -95,7 +103,7 @@ class UplinkConsumer:
             elif (handle := self._handlers.get(kind)) is not None:
                 self._guarded(device_id, kind, message, handle)
             else:
-                self._refuse(device_id, kind[:50], "topic", "no such uplink kind", size)
+                self._refuse(device_id, UNKNOWN, "topic", f"no uplink kind {kind[:50]!r}", size)
         ingested = self._ingestor.ingest(telemetry)
         for refused in ingested.refused:
             device_id, size = refused.message.device_id, len(refused.message.payload)
@@ -140,12 +148,14 @@ class UplinkConsumer:
         now = time.monotonic()
         if now - self._noticed.get(key, -NOTICE_INTERVAL_S) < NOTICE_INTERVAL_S:
             return
+        if not self._notices.try_take():
+            return
         if len(self._noticed) >= _MAX_NOTICES:
             self._noticed.clear()
         self._noticed[key] = now
         notice = messages.Rejected(kind, reason, detail[:500])
         with contextlib.suppress(ConnectionError):  # a notice is a courtesy, not a promise
-            self._publish(topics.down(device_id, topics.Down.REJECT), notice.encode(), False)
+            self._notify_device(topics.down(device_id, topics.Down.REJECT), notice.encode(), False)
 
     def _state(self, device_id: str, payload: bytes) -> None:
         self._twins.reported(device_id, messages.State.decode(payload))

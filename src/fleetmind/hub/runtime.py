@@ -206,7 +206,7 @@ class Hub:
             connections = self.settings.ingest_connections
         self._renewals = RenewalQueue(self.devices, self.publish)
         consumer = UplinkConsumer(
-            self.ingestor, self.devices, self.twins, self.commands, self._renewals, self.publish
+            self.ingestor, self.devices, self.twins, self.commands, self._renewals, self.notify
         )
         instance = read_or_create_secret(self.settings.data_dir / INSTANCE_FILE)
         for index in range(connections):
@@ -233,6 +233,12 @@ class Hub:
         if not self._subscribers:
             raise TransportError("the hub is not connected to the broker yet")
         self._subscribers[0].publish(topic, payload, retain)
+
+    def notify(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Send a courtesy to a device (QoS 0: nothing to track, nothing to send again)."""
+        if not self._subscribers:
+            raise TransportError("the hub is not connected to the broker yet")
+        self._subscribers[0].publish(topic, payload, retain, qos=0)
 
     def _device_deleted(self, device_id: str) -> None:
         self.twins.forget(device_id)

@@ -187,7 +187,7 @@ class LoopbackSubscriber:
             raise TransportError(f"the hub could not take it: {exc}") from exc
         self.failure = None
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
         if not self.connected:
             raise TransportError("the loopback is down")
         self.published.append((topic, payload, retain))

@@ -93,6 +93,6 @@ class Subscriber(Protocol):
 
     def stop(self) -> None: ...
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """QoS 1 to devices; ConnectionError when the broker is away."""
+    def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
+        """To devices (QoS 1 unless said); ConnectionError when the broker is away."""
         ...

@@ -109,11 +109,12 @@ class BatchSubscriber:
         """Connected, and the last batch was taken."""
         return self.connected and self.failure is None
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """Queue a QoS 1 message on this connection; ConnectionError if the broker is away."""
+    def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
+        """Queue a message on this connection (QoS 1 unless said: a QoS 0 message costs no
+        tracking); ConnectionError if the broker is away."""
         if not self._client.is_connected():
             raise TransportError("not connected to the broker")
-        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise TransportError(f"publish failed: {mqtt.error_string(info.rc)}")
 

@@ -18,6 +18,14 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
+    def try_take(self) -> bool:
+        """Take a token if one is free now."""
+        self._refill()
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
     async def take(self) -> None:
         """Wait until a token is free and take it."""
         self._refill()
