@@ -11,6 +11,7 @@ import queue
 import socket
 import ssl
 import time
+from pathlib import Path
 
 import pytest
 from brokers import HUB_SECRET, LIMITS, Broker, Client, broker  # noqa: F401 - broker is the fixture
@@ -116,6 +117,35 @@ def test_the_hub_s_session_cannot_be_taken_over_or_locked(broker: Broker) -> Non
     for client in (second, device, hub):
         client.close()
     d1.close()
+
+
+def test_a_certificate_that_names_the_hub_is_worth_nothing_on_the_devices_listener(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The hub makes itself a certificate of its CA (CN ``_hub``) at every start in production.
+    On the devices' mutual-TLS listener such a certificate gets in nowhere (embedded) or may do
+    nothing (Mosquitto: the devices' ACL gives ``_hub`` no grant)."""
+    hub = broker.hub()
+    victim = _victim(broker, "d2")
+    assert broker.devices.ca is not None
+    cert, key, _ = broker.devices.ca.client_files(tmp_path, model.HUB_USERNAME)
+    context = ssl.create_default_context(cadata=broker.tls["d1"].ca)
+    context.load_cert_chain(cert, key)
+    impostor = Client(broker.tls_port, None, None, context, client_id="_hub-impostor")
+    if impostor.ok:
+        with contextlib.suppress(queue.Empty):
+            impostor.subscribe("fm/v1/d/+/up/#")
+        with contextlib.suppress(RuntimeError, ValueError):
+            impostor.publish("fm/v1/d/d2/down/command", b"from-the-impostor")
+        victim.publish("fm/v1/d/d2/up/telemetry", b"for-the-hub-only")
+        time.sleep(1)
+        assert b"for-the-hub-only" not in [payload for _, payload in impostor.drain_all()]
+        assert b"from-the-impostor" not in [payload for _, payload in victim.drain_all()]
+    else:
+        assert broker.kind == "amqtt"
+    impostor.close()
+    victim.close()
+    hub.close()
 
 
 @pytest.mark.parametrize("listener", ["password", "certificate"])

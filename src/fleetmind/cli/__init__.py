@@ -1,9 +1,10 @@
 """The ``fleetmind`` command: the hub, an agent, the simulator, the demo, and API clients.
 
 A module per domain (``hub``, ``agent``, ``sim``, ``demo``, ``devices``, ``people``,
-``telemetry``) and what they share (``shared``). Client commands talk to the hub only through
-``HubClient``'s methods. Every module is imported at start, so each keeps its heavy imports (the
-HTTP client, Rich's tables and progress bars, hub libraries) inside the commands that need them.
+``telemetry``, ``mosquitto``) and what they share (``shared``). Client commands talk to the hub
+only through ``HubClient``'s methods. Every module is imported at start, so each keeps its heavy
+imports (the HTTP client, Rich's tables and progress bars, hub libraries) inside the commands
+that need them.
 """
 
 import os
@@ -13,7 +14,7 @@ from typing import NoReturn
 import typer
 from rich.markup import escape
 
-from fleetmind.cli import agent, demo, devices, hub, people, sim, telemetry
+from fleetmind.cli import agent, demo, devices, hub, mosquitto, people, sim, telemetry
 from fleetmind.cli.shared import err
 from fleetmind.transport.errors import HubError
 
@@ -33,6 +34,7 @@ app.add_typer(people.user_app, name="user")
 app.add_typer(people.token_app, name="token")
 app.add_typer(devices.enrollment_app, name="enrollment")
 app.add_typer(telemetry.telemetry_app, name="telemetry")
+app.add_typer(mosquitto.mosquitto_app, name="mosquitto")
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from fleetmind.wire import topics
 PASSWORD_FILE = "passwd"
 HUB_PASSWORD_FILE = "hub.passwd"
 ACL_FILE = "acl"
+HUB_ACL_FILE = "hub.acl"
 CRL_FILE = "crl.pem"
 #: where the hub finds Mosquitto's pid, to make it reread its files
 PID_FILE = "mosquitto.pid"
@@ -40,6 +41,13 @@ class RevocationSigner(Protocol):
     """The hub's CA, as far as the CRL goes."""
 
     def revocation_list(self, revoked: Iterable[tuple[str, datetime]]) -> bytes: ...
+
+
+class ServerFiles(RevocationSigner, Protocol):
+    """The CA as a Mosquitto's TLS listener needs it (:class:`~fleetmind.devices.ca.
+    CertificateAuthority`)."""
+
+    def server_files(self, directory: Path, hosts: Iterable[str]) -> tuple[Path, Path, Path]: ...
 
 
 class BrokerFiles(Protocol):
@@ -67,8 +75,9 @@ def password_file(entries: dict[str, str]) -> str:
 
 
 def acl_file(cut_off: Iterable[str] = ()) -> str:
-    """Mosquitto ``acl_file`` equivalent to :func:`~fleetmind.devices.model.is_allowed` (``%u``
-    is the username).
+    """The devices' listeners' ``acl_file``, equivalent to
+    :func:`~fleetmind.devices.model.is_allowed` for devices (``%u`` is the username). It gives
+    the hub's identity nothing: a certificate that names ``_hub`` is worth nothing there.
 
     Devices in ``cut_off`` (suspended, decommissioned, deleted) are denied every topic: Mosquitto
     rereads the file on SIGHUP and checks each message, so a device already connected can no
@@ -78,14 +87,22 @@ def acl_file(cut_off: Iterable[str] = ()) -> str:
     return (
         "# Written by FleetMind: devices publish under their own up/, read their own down/.\n"
         f"{denied}"
+        f"pattern write {root}/d/%u/up/#\n"
+        f"pattern read {root}/d/%u/down/#\n"
+        f"pattern read {root}/fleet/down/#\n"
+    )
+
+
+def hub_acl_file() -> str:
+    """The hub's listener's ``acl_file``: the hub reads every device's ``up/`` and writes every
+    ``down/``; nobody else may do anything there."""
+    root = topics.ROOT
+    return (
+        "# Written by FleetMind: the hub reads what devices send and writes what they read.\n"
         f"user {model.HUB_USERNAME}\n"
         f"topic read {root}/d/+/up/#\n"
         f"topic write {root}/d/+/down/#\n"
         f"topic write {root}/fleet/down/#\n"
-        "\n"
-        f"pattern write {root}/d/%u/up/#\n"
-        f"pattern read {root}/d/%u/down/#\n"
-        f"pattern read {root}/fleet/down/#\n"
     )
 
 
@@ -148,9 +165,12 @@ def config(
         f"listener {hub_port} 127.0.0.1\n"
         f"{hub_auth}"
         "allow_anonymous false\n"
-        f"acl_file {directory}/{ACL_FILE}\n"
+        f"acl_file {directory}/{HUB_ACL_FILE}\n"
         "max_qos 1\n"
-        "# everywhere\n"
+        "# everywhere; the pid file is how the hub asks for a reload of these files\n"
+        f"pid_file {directory}/{PID_FILE}\n"
+        "# client ids are not logged: the hub's is kept from whoever reads the log\n"
+        "connection_messages false\n"
         f"max_packet_size {MAX_PACKET_BYTES}\n"
         "max_queued_messages 1000000\n"
         "max_inflight_messages 0\n"
@@ -161,8 +181,8 @@ def config(
 
 
 def write_files(directory: Path, devices: BrokerFiles, hub_secret_hash: str) -> None:
-    """Write ``passwd`` (devices that may connect), ``hub.passwd`` (the hub), ``acl`` and (with a
-    CA) ``crl.pem``; each is replaced atomically.
+    """Write ``passwd`` (devices that may connect), ``hub.passwd`` (the hub), ``acl`` (devices),
+    ``hub.acl`` (the hub) and (with a CA) ``crl.pem``; each is replaced atomically.
 
     The files are mode 0640: put them in a group the broker's user belongs to.
     """
@@ -171,6 +191,7 @@ def write_files(directory: Path, devices: BrokerFiles, hub_secret_hash: str) -> 
     hub = password_file({model.HUB_USERNAME: hub_secret_hash})
     write_file(directory / HUB_PASSWORD_FILE, hub, 0o640)
     write_file(directory / ACL_FILE, acl_file(devices.cut_off()), 0o640)
+    write_file(directory / HUB_ACL_FILE, hub_acl_file(), 0o640)
     if devices.ca is not None:
         crl = devices.ca.revocation_list(devices.revocations())
         write_file(directory / CRL_FILE, crl, 0o640)
@@ -185,9 +206,36 @@ def bootstrap(directory: Path, hub_secret_hash: str) -> None:
         directory / HUB_PASSWORD_FILE, password_file({model.HUB_USERNAME: hub_secret_hash}), 0o640
     )
     write_file(directory / ACL_FILE, acl_file(), 0o640)
+    write_file(directory / HUB_ACL_FILE, hub_acl_file(), 0o640)
 
 
 def reload(directory: Path) -> None:
     """Ask the Mosquitto whose pid is in ``directory/mosquitto.pid`` to reread its files
     (SIGHUP); OSError or ValueError when there is none to ask."""
     os.kill(int((directory / PID_FILE).read_text().strip()), signal.SIGHUP)
+
+
+def setup(
+    directory: Path,
+    *,
+    ca: ServerFiles | None,
+    hub_secret_hash: str,
+    host: str,
+    port: int | None,
+    hub_port: int,
+    tls_port: int | None,
+    hosts: list[str],
+) -> Path:
+    """Everything a Mosquitto needs to start for a hub that has not run yet: ``mosquitto.conf``
+    (:func:`config`), the hub's password and the ACLs (:func:`bootstrap`), and with ``ca`` and
+    ``tls_port`` the CA, a server certificate for ``hosts`` and an empty CRL. The hub, once
+    started with ``--mosquitto-dir``, keeps the files current. Returns the configuration's
+    path."""
+    bootstrap(directory, hub_secret_hash)
+    if ca is not None and tls_port is not None:
+        ca.server_files(directory, hosts)
+        write_file(directory / CRL_FILE, ca.revocation_list([]), 0o640)
+    conf = directory / "mosquitto.conf"
+    text = config(str(directory), host, port, hub_port=hub_port, tls_port=tls_port)
+    write_file(conf, text, 0o644)
+    return conf
