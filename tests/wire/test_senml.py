@@ -233,6 +233,8 @@ def test_text_that_no_store_can_keep_is_refused(field: str, text: str, as_cbor: 
         cbor2.dumps([{0: "temp", 2: 10**400}]),
         cbor2.dumps([{0: "temp", 2: -(10**400)}]),
         b'[{"n": "temp", "v": 1, "bt": 1' + b"0" * 400 + b"}]",
+        b'[{"n": "temp", "bv": 1.7e308, "v": 1.7e308}]',
+        b'[{"n": "temp", "bs": -1.7e308, "s": -1.7e308}]',
     ],
 )
 def test_numbers_beyond_a_double_are_refused(payload: bytes) -> None:

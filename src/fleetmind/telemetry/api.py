@@ -192,7 +192,13 @@ def _csv(pages: Iterable[list[model.Point]]) -> Iterator[str]:
         buffer.truncate()
 
 
+def _value(value: float | bool | str | None) -> float | bool | str | None:
+    """A value JSON can carry: a stored infinity (from before the edge refused them) is null."""
+    return model.finite(value) if isinstance(value, float) else value
+
+
 def _csv_value(value: float | bool | str | None) -> str:
+    value = _value(value)
     if value is None or isinstance(value, str):
         return value or ""
     return json.dumps(value)  # true/false, and floats as in JSON
@@ -201,7 +207,9 @@ def _csv_value(value: float | bool | str | None) -> str:
 def _ndjson(pages: Iterable[list[model.Point]]) -> Iterator[str]:
     for points in pages:
         yield "".join(
-            json.dumps({"time": _time(point.time), "value": point.value}) + "\n" for point in points
+            json.dumps({"time": _time(point.time), "value": _value(point.value)}, allow_nan=False)
+            + "\n"
+            for point in points
         )
 
 

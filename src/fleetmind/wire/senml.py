@@ -205,6 +205,13 @@ def _number(value: object, what: str) -> float:
     return number
 
 
+def _finite(number: float, what: str) -> float:
+    """A value and its base may each be finite and their sum not (1.7e308 twice)."""
+    if not math.isfinite(number):
+        raise DecodeError(f"{what} with its base is out of range", reason="number")
+    return number
+
+
 def _string(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise DecodeError(f"{what} must be a string, not {type(value).__name__}", reason="type")
@@ -292,9 +299,9 @@ def _resolve(  # noqa: PLR0912, PLR0915 - one pass over the records, kept flat f
         flag: bool | None = None
         label = values_present[0]
         if label == labels.v:
-            number = _number(record[label], "v") + base_value
+            number = _finite(_number(record[label], "v") + base_value, "v")
         elif label == labels.s:
-            number = _number(record[label], "s") + base_sum
+            number = _finite(_number(record[label], "s") + base_sum, "s")
         elif label == labels.vb:
             if not isinstance(record[label], bool):
                 raise DecodeError("vb must be a boolean", reason="type")
