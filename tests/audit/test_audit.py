@@ -25,6 +25,7 @@ from fleetmind.auth.store import TokenStore
 from fleetmind.devices.ca import CertificateAuthority
 from fleetmind.devices.enrollments import EnrollmentService
 from fleetmind.devices.errors import ClaimRefused
+from fleetmind.devices.model import MQTT_AUDITED_PER_MINUTE, FailureQuota
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore, EnrollmentStore
 from fleetmind.hub.registry import create_engine, migrate
@@ -120,6 +121,29 @@ def test_queries_by_time(engine: sa.Engine, audit: AuditService) -> None:
     assert types(kolkata) == ["test.now", "test.1h"]
     both = audit.query(AuditQuery(type_prefix="test.", since=now - timedelta(hours=2), limit=2))
     assert [event.type for event in both] == ["test.now", "test.1h"]
+
+
+def test_a_guesser_of_many_names_cannot_flood_the_audit_log(
+    engine: sa.Engine, audit: AuditService, tmp_path: Path
+) -> None:
+    """Failed MQTT logins from one source are recorded up to a quota a minute; a second source
+    has its own, and the count of those left out rides on the source's next record."""
+    devices = DeviceService(
+        DeviceStore(engine), ca=CertificateAuthority.open(tmp_path / "ca"), audit=audit
+    )
+    for n in range(500):
+        assert not devices.authenticate(f"guess-{n}", "a guess", source="10.0.0.66")
+    assert not devices.authenticate("pump-1", "a guess", source="10.0.0.67")
+    events = audit.query(AuditQuery(type_prefix="mqtt.", limit=1000))
+    guesser = [event for event in events if event.source == "10.0.0.66"]
+    assert len(guesser) == MQTT_AUDITED_PER_MINUTE
+    assert {event.actor for event in guesser} == {f"guess-{n}" for n in range(len(guesser))}
+    assert [event.actor for event in events if event.source == "10.0.0.67"] == ["pump-1"]
+
+    quota = FailureQuota()  # and a minute later, the next record tells how many were left out
+    for _ in range(MQTT_AUDITED_PER_MINUTE + 480):
+        quota.admit("10.0.0.66", 0.0)
+    assert quota.admit("10.0.0.66", 60.0) == 480
 
 
 def test_no_secret_the_services_handle_reaches_a_record_or_the_log(

@@ -26,6 +26,8 @@ MQTT_WINDOW_S = 300.0
 MQTT_LOCKOUT_S = 900.0
 #: (username, source) pairs whose recent failures are remembered
 MQTT_MAX_TRACKED = 10_000
+#: failed MQTT logins from one source recorded in the audit log per minute; the rest are counted
+MQTT_AUDITED_PER_MINUTE = 20
 
 
 class Action(StrEnum):
@@ -210,3 +212,37 @@ class LoginGuard:
         if len(self._locked_until) > MQTT_MAX_TRACKED:
             self._locked_until = {k: t for k, t in self._locked_until.items() if t > now}
         return locks
+
+
+class FailureQuota:
+    """How many failed logins from one source make it into the audit log: at most
+    ``MQTT_AUDITED_PER_MINUTE`` a minute, so a guesser trying many names cannot flood it. The
+    failures left out are counted, and the count is told with the source's next record.
+    Times are seconds of a monotonic clock, passed in. Not thread-safe: the caller serialises.
+    """
+
+    def __init__(self) -> None:
+        #: source -> (start of its minute, recorded in it, left out since the last record)
+        self._sources: dict[str, tuple[float, int, int]] = {}
+
+    def admit(self, source: str, now: float) -> int | None:
+        """None when this failure goes unrecorded; else how many were left out before it.
+
+        >>> quota = FailureQuota()
+        >>> [quota.admit("10.0.0.9", 0.0) for _ in range(MQTT_AUDITED_PER_MINUTE)][-1]
+        0
+        >>> quota.admit("10.0.0.9", 1.0), quota.admit("10.0.0.9", 2.0)
+        (None, None)
+        >>> quota.admit("10.0.0.9", 61.0)
+        2
+        """
+        start, recorded, left_out = self._sources.pop(source, (now, 0, 0))
+        if now - start >= 60.0:
+            start, recorded = now, 0
+        if recorded >= MQTT_AUDITED_PER_MINUTE:
+            self._sources[source] = (start, recorded, left_out + 1)
+            return None
+        self._sources[source] = (start, recorded + 1, 0)
+        if len(self._sources) > MQTT_MAX_TRACKED:  # the least recently heard-from goes
+            self._sources.pop(next(iter(self._sources)))
+        return left_out

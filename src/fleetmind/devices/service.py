@@ -81,6 +81,7 @@ class DeviceService:
         self._hub_secret_hash = hub_secret_hash
         #: failed MQTT logins and the lockouts they caused (the broker's threads share them)
         self._logins = model.LoginGuard()
+        self._audited_failures = model.FailureQuota()
         self._logins_lock = threading.Lock()
 
     def record(
@@ -293,7 +294,8 @@ class DeviceService:
         Brute force is stopped per username and source (:class:`model.LoginGuard`): a locked
         pair is refused even with the right secret, and the hub's identity is never locked.
         Failures are recorded (``mqtt.auth``, by the username), and so is the failure that
-        locks a pair (``mqtt.lockout``)."""
+        locks a pair (``mqtt.lockout``), up to a quota per source (:class:`model.FailureQuota`)
+        whose overflow is counted in the source's next record."""
         if not username or secret is None:
             self._login_failed(username or "-", source, "no credentials")
             return False
@@ -317,12 +319,18 @@ class DeviceService:
         return ok
 
     def _login_failed(self, username: str, source: str, why: str) -> None:
+        now = time.monotonic()
         with self._logins_lock:
-            locked = self._logins.failed(username, source, time.monotonic())
+            locked = self._logins.failed(username, source, now)
+            left_out = self._audited_failures.admit(source, now)
+        if left_out is None:
+            return
         kind, detail = "mqtt.auth", why
         if locked:
             kind = "mqtt.lockout"
             detail = f"{model.MQTT_MAX_FAILURES} failures from {source}; locked"
+        if left_out:
+            detail += f"; {left_out} earlier failures from {source} not recorded"
         self.record(kind, Actor(username, source), outcome=Outcome.FAILURE, detail=detail)
 
     def status_changed(self, device_id: str, *, online: bool, boot_id: str | None) -> None:
