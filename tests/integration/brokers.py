@@ -58,7 +58,7 @@ class Broker:
 
 
 #: small enough for an attacker test to reach
-LIMITS = BrokerLimits(max_connections=200, connect_timeout_s=3.0)
+LIMITS = BrokerLimits(max_connections=200, connect_timeout_s=3.0, max_queued_bytes=1024**2)
 
 
 @pytest.fixture(params=["amqtt", "mosquitto"])

@@ -115,13 +115,17 @@ class RawClient:
         return data
 
     def closed_within(self, seconds: float) -> bool:
-        """True if the broker closes the connection within ``seconds`` (reading what it sends)."""
+        """True if the broker closes the connection within ``seconds``; what it sent meanwhile
+        is in ``self.unread``."""
         deadline = time.monotonic() + seconds
+        self.unread = b""
         while time.monotonic() < deadline:
             self.sock.settimeout(max(0.05, deadline - time.monotonic()))
             try:
-                if not self.sock.recv(65536):
+                data = self.sock.recv(65536)
+                if not data:
                     return True
+                self.unread += data
             except TimeoutError:
                 continue
             except OSError:

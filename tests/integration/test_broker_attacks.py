@@ -424,6 +424,41 @@ def test_publishes_that_never_wait_for_acknowledgements_are_bounded(broker: Brok
     raw.close()
 
 
+@pytest.mark.parametrize("broker", ["amqtt"], indirect=True)
+def test_uplink_waiting_for_an_absent_hub_is_bounded_in_bytes(broker: Broker) -> None:
+    """With no hub to take it, the embedded broker holds at most ``max_queued_bytes`` of
+    uplink: QoS 0 beyond it is dropped, and a QoS 1 message is not acknowledged (its connection
+    is closed; the device sends it again). Once the hub has drained the queue, all is taken
+    again. (Mosquitto queues for the hub's session up to its ``max_queued_messages``.)"""
+    chunk = b"x" * (100 * 1024)
+    raw = RawClient(broker.port)
+    assert raw.connect("d1", "d1", broker.secrets["d1"]) == CONNACK_ACCEPTED
+    for n in range(2 * LIMITS.max_queued_bytes // len(chunk)):
+        raw.send(publish_packet("fm/v1/d/d1/up/telemetry", b"%03d" % n + chunk, qos=0))
+    raw.send(publish_packet("fm/v1/d/d1/up/telemetry", b"held" + chunk, packet_id=1))
+    assert raw.closed_within(5)
+    assert raw.unread == b""  # no PUBACK
+    raw.close()
+
+    hub = broker.hub()
+    taken = [payload[:3] for _, payload in _drain_quiet(hub)]
+    assert taken == [b"%03d" % n for n in range(LIMITS.max_queued_bytes // len(chunk))]
+    device = Client(broker.port, "d1", broker.secrets["d1"])
+    device.publish("fm/v1/d/d1/up/telemetry", b"again")  # acknowledged: the hub has it
+    assert hub.drain(until=b"again")[-1] == ("fm/v1/d/d1/up/telemetry", b"again")
+    device.close()
+    hub.close()
+
+
+def _drain_quiet(client: Client, quiet_s: float = 1.0) -> list[tuple[str, bytes]]:
+    """What ``client`` receives until nothing more comes for ``quiet_s``."""
+    seen: list[tuple[str, bytes]] = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            seen.append(client.received.get(timeout=quiet_s))
+    return seen
+
+
 def test_garbage_in_place_of_connect_is_closed(broker: Broker) -> None:
     for garbage in (b"\x00" * 64, b"GET / HTTP/1.1\r\n\r\n", b"\x10\xff\xff\xff\xff\x7f",
                     json.dumps({"n": "x"}).encode()):  # fmt: skip

@@ -5,8 +5,9 @@ amqtt acknowledges a QoS 1 PUBLISH as soon as it is queued in memory; a broker k
 later loses messages the device already deleted from its outbox. Here the PUBACK to a device
 waits for its message's *handoff*: the hub acknowledged it (after committing it), or the broker
 let go of it on purpose (a publish the ACL refuses is acknowledged and dropped, as Mosquitto
-does). A device therefore keeps everything in its outbox until it is durable on the hub; if the
-broker or the hub dies first, the device sends it again.
+does), or it was *refused* (the broker holds as much uplink as it may: no PUBACK, and the
+connection is closed). A device therefore keeps everything in its outbox until it is durable on
+the hub; if the broker or the hub dies first, or the broker is full, the device sends it again.
 """
 
 import asyncio
@@ -66,6 +67,18 @@ class HeldMessage(IncomingApplicationMessage):  # type: ignore[misc]  # amqtt is
         self.handoff = handoff
 
 
+class Refused(Exception):
+    """The broker cannot take a held message now: it is not acknowledged, and its connection
+    is closed (the device sends it again when it is back)."""
+
+
+def refuse(message: Any) -> None:
+    """Let a held message go without its PUBACK."""
+    handoff = getattr(message, "handoff", None)
+    if handoff is not None and not handoff.done():
+        handoff.set_exception(Refused())
+
+
 def release(message: Any) -> None:
     """Let a held message's PUBACK go (the hub has it, or the broker dropped it on purpose)."""
     handoff = getattr(message, "handoff", None)
@@ -123,6 +136,9 @@ class ClientHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is un
             await self.session.delivered_message_queue.put(HeldMessage(publish_packet, handoff))
             await handoff
             await self._send_packet(PubackPacket.build(publish_packet.packet_id))
+        except Refused:
+            log.debug("%s: a message the broker cannot hold now; closing", self._client_id)
+            self._close()
         finally:
             self._held -= 1
 

@@ -8,7 +8,10 @@ device's own PUBACK released (:mod:`.connections`). A hub connection that goes a
 had in flight back at the front of the queue, for the next one; to the same persistent session
 a message goes again under its first packet id, as MQTT asks.
 
-The queue is in memory and needs no disk: nothing in it was acknowledged to its device.
+The queue is in memory and needs no disk: nothing in it was acknowledged to its device. It is
+bounded in bytes: while the hub is away or behind and the queue is full, a QoS 0 message or a
+will is dropped and counted, and a QoS 1 message is refused (its PUBACK never comes; the device
+sends it again later). Held in flight to the hub, messages do not count against the bound.
 """
 
 import asyncio
@@ -52,10 +55,18 @@ class _Consumer:
     attached: bool = True
 
 
+def _size(uplink: Uplink) -> int:
+    return len(uplink.topic) + len(uplink.data)
+
+
 class HubLink:
-    def __init__(self, max_inflight: int = 10_000) -> None:
+    def __init__(self, max_inflight: int = 10_000, max_queued_bytes: int = 256 * 1024**2) -> None:
         self._max_inflight = max_inflight
+        self._max_queued_bytes = max_queued_bytes
         self._queue: deque[Uplink] = deque()
+        self._queued_bytes = 0
+        #: messages refused since the queue was last full (None: it is not full)
+        self._refused: int | None = None
         self._ready = asyncio.Event()
         self._consumers: dict[Any, _Consumer] = {}
 
@@ -67,9 +78,38 @@ class HubLink:
     def consumers(self) -> int:
         return len(self._consumers)
 
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    def offer(self, uplink: Uplink) -> bool:
+        """Queue ``uplink`` if there is room for it; False (counted) if the queue is full."""
+        if self._queued_bytes + _size(uplink) > self._max_queued_bytes:
+            if self._refused is None:
+                self._refused = 0
+                log.warning(
+                    "%d bytes of uplink wait for the hub, the most the broker holds; "
+                    "more is refused until the hub catches up",
+                    self._queued_bytes,
+                )
+            self._refused += 1
+            return False
+        self.put(uplink)
+        return True
+
     def put(self, uplink: Uplink) -> None:
+        """Queue ``uplink`` whatever the bound (a retained message replayed to the hub)."""
         self._queue.append(uplink)
+        self._queued_bytes += _size(uplink)
         self._ready.set()
+
+    def _take(self) -> Uplink:
+        uplink = self._queue.popleft()
+        self._queued_bytes -= _size(uplink)
+        if self._refused is not None and self._queued_bytes <= self._max_queued_bytes // 2:
+            log.warning("uplink is taken again; %d messages were refused", self._refused)
+            self._refused = None
+        return uplink
 
     def attach(self, session: Session, handler: Any) -> None:
         """A hub connection subscribed to the uplink tree: it takes messages from now on."""
@@ -94,6 +134,7 @@ class HubLink:
         unacknowledged = list(consumer.inflight.values())
         consumer.inflight.clear()
         self._queue.extendleft(reversed(unacknowledged))
+        self._queued_bytes += sum(map(_size, unacknowledged))
         if self._queue:
             self._ready.set()
         if unacknowledged:
@@ -129,7 +170,7 @@ class HubLink:
             while (
                 self._queue and len(consumer.inflight) < self._max_inflight and len(burst) < _BURST
             ):
-                burst += self._packet(consumer, self._queue.popleft())
+                burst += self._packet(consumer, self._take())
             handler = consumer.handler
             async with handler._write_lock:
                 handler.writer.write(bytes(burst))

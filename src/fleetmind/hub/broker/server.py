@@ -41,6 +41,7 @@ from fleetmind.hub.broker.connections import (
     abort,
     close_quietly,
     keepalive_with_grace,
+    refuse,
     release,
 )
 from fleetmind.hub.broker.hub_link import HubLink, Uplink
@@ -62,6 +63,8 @@ class BrokerLimits:
     max_held_per_connection: int = 1000
     #: messages in flight to one hub connection
     hub_inflight: int = 10_000
+    #: bytes of uplink waiting for the hub (beyond: QoS 0 dropped, QoS 1 refused)
+    max_queued_bytes: int = 256 * 1024**2
 
 
 def is_uplink(topic: str) -> bool:
@@ -98,7 +101,7 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
         super().__init__(config)
         self._subscriptions = Subscriptions()
         self.limits = limits
-        self.hub_link = HubLink(limits.hub_inflight)
+        self.hub_link = HubLink(limits.hub_inflight, limits.max_queued_bytes)
         self._open = 0
         self._refusing = False
         #: set when a connection's handling has ended (a takeover waits for it)
@@ -337,7 +340,8 @@ class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is unty
             release(source)  # acknowledged and dropped, as Mosquitto does
             return
         if session.username != model.HUB_USERNAME and is_uplink(topic):
-            self.hub_link.put(Uplink(topic, data, source))
+            if not self.hub_link.offer(Uplink(topic, data, source)):
+                refuse(source)
         else:
             await self._broadcast_message(session, topic, data)
             release(source)
