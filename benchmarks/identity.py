@@ -22,7 +22,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,37 +34,11 @@ from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore
 from fleetmind.hub.registry import create_engine
 from fleetmind.sim.fleet import provision
-from fleetmind.sim.stack import free_port, stop
+from fleetmind.sim.stack import Stack, free_port, stop
 from fleetmind.transport.http import HubClient
 from fleetmind.transport.paho_client import PahoClient
 
 CONCURRENCY = 64
-
-
-def start_hub(work: Path) -> tuple[subprocess.Popen[bytes], str, str, int]:
-    http, mqtt_port, tls_port = free_port(), free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fleetmind", "hub", "--data-dir", str(work / "hub"),
-         "--http-port", str(http), "--mqtt-port", str(mqtt_port), "--mqtt-tls-port", str(tls_port),
-         "--log-level", "WARNING"],
-        stdout=(work / "hub.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{http}"
-    deadline = time.monotonic() + 60
-    while not (work / "hub" / "admin.token").exists() or not _healthy(url):
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise SystemExit("the hub did not start; see hub.log")
-        time.sleep(0.2)
-    return process, url, (work / "hub" / "admin.token").read_text().strip(), mqtt_port
-
-
-def _healthy(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def connect_all(devices: list[Credentials], port: int | None = None) -> float:
@@ -135,12 +108,13 @@ def main() -> None:
     count = args.devices
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        hub, url, token, mqtt_port = start_hub(work)
+        stack = Stack(work, embedded=True)
         try:
-            with HubClient(url, token) as client:
-                group = client.request("POST", "/api/v1/enrollments", json={
-                    "name": "bench", "name_template": "{name}", "max_uses": count,
-                    "expires_in_s": 3600})  # fmt: skip
+            stack.start_hub()
+            with HubClient(stack.url, stack.token) as client:
+                group = client.create_enrollment(
+                    "bench", name_template="{name}", max_uses=count, expires_in_s=3600, tags={}
+                )
                 names = [f"claim-{n:05d}" for n in range(count)]
                 started = time.monotonic()
                 claimed = provision(client, names, work / "claimed.json",
@@ -150,7 +124,8 @@ def main() -> None:
                 added = [client.add_device(f"api-{n:05d}") for n in range(count)]
                 add_s = time.monotonic() - started
             plain = [
-                Credentials("127.0.0.1", mqtt_port, d["id"], d["mqtt"]["password"]) for d in added
+                Credentials("127.0.0.1", stack.mqtt_port, d["id"], d["mqtt"]["password"])
+                for d in added
             ]
             result = {
                 "devices": count,
@@ -161,7 +136,7 @@ def main() -> None:
                 "baseline_plain_connects_per_s_embedded": round(asyncio.run(connect_all(plain)), 1),
             }
         finally:
-            stop(hub)
+            stack.close()
         broker, port, tls_port = start_mosquitto(work, work / "hub")
         try:
             result["mtls_connects_per_s_mosquitto"] = round(

@@ -30,8 +30,6 @@ import json
 import multiprocessing
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -189,48 +187,33 @@ class HubApi:
 
 
 class EmbeddedSetup:
-    """``fleetmind hub`` with its embedded broker; for the raw phase, the embedded broker alone,
-    started as the hub starts it (the devices' listener on the same port, the hub's listener on
-    the loopback address, the same registry and hub secret), without its mutual-TLS listener."""
+    """``fleetmind hub`` with its embedded broker, as a :class:`Stack`; for the raw phase, the
+    embedded broker alone, started as the hub starts it (the devices' listener on the same port,
+    the hub's listener on the loopback address, the same registry and hub secret), without its
+    mutual-TLS listener."""
 
     def __init__(self, work: Path) -> None:
-        self.work = work
+        self.stack = Stack(work, embedded=True)
         self.data_dir = work / "hub"
-        self.device_port = free_port()
-        self.hub: subprocess.Popen[bytes] | None = None
         self.broker: EmbeddedBroker | None = None
 
     def start_hub(self) -> HubApi:
-        http_port = free_port()
-        url = f"http://127.0.0.1:{http_port}"
-        with (self.work / "hub.log").open("ab") as log:
-            self.hub = subprocess.Popen(
-                [sys.executable, "-m", "fleetmind", "hub", "--data-dir", str(self.data_dir),
-                 "--http-port", str(http_port), "--mqtt-port", str(self.device_port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while not _healthy(url):
-            if self.hub.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the hub did not start; see {self.work / 'hub.log'}")
-            time.sleep(0.1)
-        return HubApi(url, (self.data_dir / "admin.token").read_text().strip())
+        self.stack.start_hub()
+        return HubApi(self.stack.url, self.stack.token)
 
     def stop_hub(self) -> None:
-        if self.hub is not None:
-            stop(self.hub)
-            self.hub = None
+        self.stack.stop_hub()
 
     def start_raw(self) -> BrokerAddress:
         registry = f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
         secret = (self.data_dir / "hub.secret").read_text().strip()
         hub_port = free_port()
         self.broker = EmbeddedBroker(
-            "127.0.0.1", self.device_port, registry, model.hash_secret(secret), hub_port=hub_port
-        )
+            "127.0.0.1", self.stack.mqtt_port, registry, model.hash_secret(secret),
+            hub_port=hub_port,
+        )  # fmt: skip
         self.broker.start()
-        wait_port(self.device_port)
+        wait_port(self.stack.mqtt_port)
         wait_port(hub_port)
         return BrokerAddress("127.0.0.1", hub_port, model.HUB_USERNAME, secret)
 
@@ -260,9 +243,7 @@ class MosquittoSetup:
         return HubApi(self.stack.url, self.stack.token)
 
     def stop_hub(self) -> None:
-        if self.stack.hub is not None:
-            stop(self.stack.hub)
-            self.stack.hub = None
+        self.stack.stop_hub()
 
     def start_raw(self) -> BrokerAddress:
         assert self.stack.broker is not None
@@ -283,13 +264,6 @@ class MosquittoSetup:
 
     def close(self) -> None:
         self.stack.close()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 class RawSubscriber:

@@ -14,8 +14,6 @@ Prints one JSON object.
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,7 +24,7 @@ import httpx
 import numpy as np
 import pyarrow as pa
 
-from fleetmind.sim.stack import free_port
+from fleetmind.sim.stack import Stack
 from fleetmind.telemetry.duckdb_store import DuckDBTelemetryStore
 from fleetmind.telemetry.model import BATCH_SCHEMA
 
@@ -71,30 +69,6 @@ def direct_read(path: Path, start: datetime, end: datetime) -> tuple[int, float]
     seconds = time.monotonic() - started
     store.close()
     return rows, seconds
-
-
-def start_hub(work: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    http = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fleetmind", "hub", "--data-dir", str(work / "hub"),
-         "--http-port", str(http), "--mqtt-port", str(free_port()),
-         "--mqtt-tls-port", str(free_port()), "--log-level", "WARNING"],
-        stdout=(work / "hub.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{http}"
-    deadline = time.monotonic() + 60
-    while not (work / "hub" / "admin.token").exists() or not _healthy(url):
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise SystemExit("the hub did not start; see hub.log")
-        time.sleep(0.2)
-    return process, url, (work / "hub" / "admin.token").read_text().strip()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def rss_mb(pid: int) -> float:
@@ -188,10 +162,13 @@ def main() -> None:
         start = fill(store, args.points, end)
         window = {"metric": "temperature", "start": start.isoformat(), "end": end.isoformat()}
         rows, direct_s = direct_read(store, start, end)
-        hub, url, token = start_hub(work)
+        stack = Stack(work, embedded=True)
         try:
+            stack.start_hub()
+            assert stack.hub is not None
+            hub = stack.hub
             with httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+                base_url=stack.url, headers={"Authorization": f"Bearer {stack.token}"}, timeout=120
             ) as api:
                 api.get("/api/v1/devices/bench-0/telemetry", params=window)  # warm up
                 idle = rss_mb(hub.pid)
@@ -199,8 +176,7 @@ def main() -> None:
                     result: dict[str, object] = {"points": args.points, "series": SERIES}
                     result |= measure(api, window, args.points)
         finally:
-            hub.terminate()
-            hub.wait()
+            stack.close()
     result |= {
         "hub_rss_idle_mib": round(idle, 1),
         "hub_rss_peak_growth_mib": round(memory.peak - idle, 1),

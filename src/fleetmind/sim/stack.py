@@ -61,7 +61,8 @@ class Stack:
         #: Mosquitto's configuration, files and persistence
         self.broker_dir = work / "broker"
         self.broker_dir.mkdir(parents=True, exist_ok=True)
-        self._mqtt_port = free_port()
+        #: the devices' password listener
+        self.mqtt_port = free_port()
         self._tls_port = free_port()
         #: Mosquitto's listener for the hub, and the hub's identity there
         self.hub_port = free_port()
@@ -85,9 +86,7 @@ class Stack:
         directory = self.broker_dir
         if not (directory / mosquitto.PASSWORD_FILE).exists():
             mosquitto.bootstrap(directory, model.hash_secret(self.hub_secret))
-        conf = mosquitto.config(
-            str(directory), "127.0.0.1", self._mqtt_port, hub_port=self.hub_port
-        )
+        conf = mosquitto.config(str(directory), "127.0.0.1", self.mqtt_port, hub_port=self.hub_port)
         if os.geteuid() == 0:  # stay root, or the broker could not read our private files
             conf += "user root\n"
         (directory / "mosquitto.conf").write_text(conf)
@@ -98,7 +97,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
             )
         (directory / mosquitto.PID_FILE).write_text(f"{self.broker.pid}\n")
-        _wait(lambda: _listening(self._mqtt_port) and _listening(self.hub_port), "the broker")
+        _wait(lambda: _listening(self.mqtt_port) and _listening(self.hub_port), "the broker")
 
     def start_hub(self) -> None:
         broker_url = f"mqtt://{model.HUB_USERNAME}:{self.hub_secret}@127.0.0.1:{self.hub_port}"
@@ -109,7 +108,7 @@ class Stack:
         )
         self.hub = self._fleetmind(
             "hub", "--data-dir", str(self.work / "hub"), "--http-port", str(self._http_port),
-            "--mqtt-port", str(self._mqtt_port), *broker, log="hub.log",
+            "--mqtt-port", str(self.mqtt_port), *broker, log="hub.log",
         )  # fmt: skip
         _wait(self._healthy, "the hub")
         self.token = (self.work / "hub" / "admin.token").read_text().strip()
@@ -129,6 +128,11 @@ class Stack:
     def state_dir(self, fleet: str) -> Path:
         """Where the agents of ``fleet`` keep their state, one directory per device."""
         return self.work / "state" / fleet
+
+    def stop_hub(self, sig: int = signal.SIGTERM) -> None:
+        if self.hub is not None:
+            stop(self.hub, sig)
+            self.hub = None
 
     def close(self) -> None:
         for process in (self.hub, self.broker):
