@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from fleetmind.devices.service import DeviceService
 from fleetmind.devices.store import DeviceStore
 from fleetmind.hub.broker import plugins
-from fleetmind.hub.broker.server import BrokerLimits, StrictBroker
+from fleetmind.hub.broker.rules import BrokerLimits
+from fleetmind.hub.broker.server import StrictBroker
 
 log = logging.getLogger(__name__)
 

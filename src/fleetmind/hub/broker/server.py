@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from dataclasses import dataclass
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
@@ -46,31 +45,11 @@ from fleetmind.hub.broker.connections import (
 )
 from fleetmind.hub.broker.hub_link import HubLink, Uplink
 from fleetmind.hub.broker.plugins import HUB_LISTENER, LISTENER
+from fleetmind.hub.broker.rules import BrokerLimits, is_uplink, retains, valid_topic
 from fleetmind.hub.broker.sessions import SessionTable, Subscriptions
 from fleetmind.wire import topics
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerLimits:
-    """Bounds on what clients can make the broker hold."""
-
-    max_connections: int = 10_000
-    connect_timeout_s: float = 10.0
-    max_packet_bytes: int = 256 * 1024
-    #: QoS 1 messages a device may have waiting for their PUBACK
-    max_held_per_connection: int = 1000
-    #: messages in flight to one hub connection
-    hub_inflight: int = 10_000
-    #: bytes of uplink waiting for the hub (beyond: QoS 0 dropped, QoS 1 refused)
-    max_queued_bytes: int = 256 * 1024**2
-
-
-def is_uplink(topic: str) -> bool:
-    """``fm/v1/d/{id}/up/...``: what devices send, for the hub."""
-    parts = topic.split("/", 5)
-    return len(parts) == 6 and parts[:3] == ["fm", "v1", "d"] and parts[4] == "up"
 
 
 _TURN = "fleetmind.connect_turn"
@@ -80,20 +59,6 @@ def _release_turn(session: Session) -> None:
     turn = session.attributes.pop(_TURN, None)
     if turn is not None:
         turn.release()
-
-
-def valid_topic(topic: str) -> bool:
-    """A topic a message may be published to: not empty, no wildcard, no ``$`` (MQTT 4.7)."""
-    return bool(topic) and "#" not in topic and "+" not in topic and not topic.startswith("$")
-
-
-def retains(username: str | None, topic: str) -> bool:
-    """A device's uplink is retained only on its own ``up/status`` (its birth and last will):
-    retained telemetry would be replayed to the hub at every subscription, and anything else a
-    device retains would stay in the broker's memory."""
-    if username == model.HUB_USERNAME or not is_uplink(topic):
-        return True
-    return username is not None and topic == topics.status(username)
 
 
 class StrictBroker(SessionTable, Broker):  # type: ignore[misc]  # amqtt is untyped
