@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-from brokers import HUB_SECRET, LIMITS, Broker, Client, broker  # noqa: F401 - broker is the fixture
+from brokers import (  # noqa: F401 - broker is the fixture
+    HUB_SECRET,
+    LIMITS,
+    Broker,
+    Client,
+    broker,
+    running,
+)
 from raw_mqtt import CONNACK_ACCEPTED, RawClient, Will, connect_packet, publish_packet
 
 from fleetmind.devices import model
@@ -457,6 +464,22 @@ def _drain_quiet(client: Client, quiet_s: float = 1.0) -> list[tuple[str, bytes]
         while True:
             seen.append(client.received.get(timeout=quiet_s))
     return seen
+
+
+def test_the_embedded_broker_stops_quietly_amid_connections_that_are_starting(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Connections still waiting for their CONNECT, or in the middle of it, when the broker
+    stops end with it; that is no error, and the log does not say it is."""
+    with running("amqtt", tmp_path) as started:
+        waiting = [RawClient(started.port) for _ in range(5)]
+        connecting = [RawClient(started.port) for _ in range(5)]
+        for raw in connecting:
+            raw.send(connect_packet("d1", "d1", started.secrets["d1"]))
+    for raw in waiting + connecting:
+        raw.close()
+    logged = capfd.readouterr().err
+    assert "Traceback" not in logged and "ERROR" not in logged, logged
 
 
 def test_garbage_in_place_of_connect_is_closed(broker: Broker) -> None:

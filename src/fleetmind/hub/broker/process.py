@@ -111,6 +111,7 @@ def _serve(config: dict[str, Any], limits: BrokerLimits, log_level: int, ready: 
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_unless_cancelled)
         parent = multiprocessing.parent_process()
         if parent is not None:  # readable once the hub's process is gone, however it ended
             loop.add_reader(parent.sentinel, _orphaned)
@@ -137,6 +138,14 @@ def _serve(config: dict[str, Any], limits: BrokerLimits, log_level: int, ready: 
             await asyncio.wait_for(broker.shutdown(), timeout=5)
 
     asyncio.run(main())
+
+
+def _unless_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Report what asyncio reports, except a connection's task cancelled as the broker stops
+    (asyncio's streams call that an error)."""
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 def _orphaned() -> None:
