@@ -5,9 +5,11 @@ import json
 import time
 
 import cbor2
+import duckdb
 import pyarrow as pa
 import pytest
 
+from fleetmind.telemetry.duckdb_store import DuckDBTelemetryStore
 from fleetmind.telemetry.errors import StoreUnavailable
 from fleetmind.telemetry.ingest import Ingestor, Message
 from fleetmind.telemetry.store import MemoryTelemetryStore
@@ -81,6 +83,7 @@ def test_a_message_the_store_cannot_take_is_found_and_refused_alone() -> None:
     assert [(r.message.device_id, r.reason) for r in ingested.refused] == [("poison", "store")] * 2
     assert all(isinstance(r.error, ValueError) for r in ingested.refused)
     assert store.appends < 30  # halving: a few appends per culprit, not one per message
+    assert (ingestor.stats.rows_written, ingestor.stats.duplicates) == (62, 0)
 
 
 def test_a_store_that_cannot_commit_fails_the_whole_batch() -> None:
@@ -90,3 +93,29 @@ def test_a_store_that_cannot_commit_fails_the_whole_batch() -> None:
         Ingestor(store).ingest([good(1), good(2)])
     store.out = False
     assert store.count() == 0
+
+
+class FailingPrune:
+    """A DuckDB connection whose prune of old dedupe keys fails (as a full disk would)."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self._connection = connection
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._connection.cursor()
+
+    def execute(self, sql: str, *args: object) -> duckdb.DuckDBPyConnection:
+        if sql.startswith("DELETE FROM packs"):
+            raise duckdb.IOException("No space left on device")
+        return self._connection.execute(sql, *args)
+
+
+def test_a_prune_that_fails_after_the_commit_fails_nothing() -> None:
+    store = DuckDBTelemetryStore()
+    store._db = FailingPrune(store._db)  # type: ignore[assignment]
+    ingestor = Ingestor(store)
+    ingested = ingestor.ingest([good(1), good(2)])
+    assert ingested.refused == []
+    assert (ingestor.stats.rows_written, ingestor.stats.duplicates) == (2, 0)
+    assert ingestor.ingest([good(1), good(2)]).refused == []  # stored once, still recognised
+    assert ingestor.stats.rows_written == 2

@@ -7,6 +7,7 @@ redelivered after a hub restart is still recognised. Keys older than ``dedupe_wi
 """
 
 import contextlib
+import logging
 import threading
 import time
 from datetime import datetime, timedelta
@@ -56,6 +57,8 @@ _UNAVAILABLE = (
     duckdb.InterruptException,
     duckdb.PermissionException,
 )
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = "device_id, metric, ts, value, string_value, bool_value, unit"
 _INSERT = f"""
@@ -115,14 +118,19 @@ class DuckDBTelemetryStore:
         return int(written[0]) if written else 0
 
     def _prune(self) -> None:
+        """Forget dedupe keys older than the window, once an hour. Best effort: the batch before
+        it is committed, so a failure here is logged and the keys wait for the next hour."""
         now = time.monotonic()
         if now < self._next_prune:
             return
         self._next_prune = now + 3600
-        self._db.execute(
-            "DELETE FROM packs WHERE stored_at < now() - ?::INTERVAL",
-            [f"{int(self._dedupe_window.total_seconds())} seconds"],
-        )
+        try:
+            self._db.execute(
+                "DELETE FROM packs WHERE stored_at < now() - ?::INTERVAL",
+                [f"{int(self._dedupe_window.total_seconds())} seconds"],
+            )
+        except duckdb.Error as exc:
+            log.warning("pruning old dedupe keys failed; trying again in an hour: %s", exc)
 
     def query(self, query: Query) -> Page:
         cursor = self._db.cursor()

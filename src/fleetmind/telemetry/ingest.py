@@ -6,8 +6,9 @@ reason, returned to the caller (who counts and reports it); it never stops the b
 
 Two failures of a write are told apart. :class:`StoreUnavailable` (the store cannot commit) goes
 up, so nothing of the batch is acknowledged and the broker delivers it again. Any other error is
-caused by what some message holds: the batch is split in halves until the messages that fail on
-their own are found; those are refused (reason ``store``), the rest is stored.
+caused by what some message holds: the batch's table is split in halves (slices, no copies)
+until the messages that fail on their own are found; those are refused (reason ``store``), the
+rest is stored.
 """
 
 import threading
@@ -85,9 +86,12 @@ class _Columns:
     units: list[str | None] = field(default_factory=list)
     boots: list[str | None] = field(default_factory=list)
     seqs: list[int | None] = field(default_factory=list)
+    #: the first row of each pack, in the order they were added
+    starts: list[int] = field(default_factory=list)
 
     def extend(self, device_id: str, pack: senml.Pack) -> None:
         count = len(pack)
+        self.starts.append(len(self.names))
         self.device_ids.extend([device_id] * count)
         self.names.extend(pack.names)
         self.times.extend(pack.times)
@@ -158,36 +162,33 @@ class Ingestor:
             columns.extend(message.device_id, pack)
             taken.append(message)
             seen[message.device_id] = moment
-        written = self._append(columns, taken, refused, now) if taken else 0
+        written = lost = 0
+        if taken:
+            written, lost = self._append(columns.table(), taken, columns.starts, refused)
         with self._lock:
             self.stats.messages += count
             self.stats.batches += 1
             self.stats.rows_written += written
-            self.stats.duplicates += duplicates + len(columns.names) - written
+            self.stats.duplicates += duplicates + len(columns.names) - lost - written
         return Ingested(seen, refused)
 
     def _append(
-        self, columns: _Columns, messages: list[Message], refused: list[Refusal], now: float
-    ) -> int:
-        """Append ``messages`` (decoded as ``columns``); find and refuse the ones no store write
-        can take, decoding the halves again (a rare path: the usual one keeps no pack)."""
+        self, table: pa.Table, messages: list[Message], starts: list[int], refused: list[Refusal]
+    ) -> tuple[int, int]:
+        """Append ``table``, the rows of ``messages`` (message i from row ``starts[i]`` on);
+        find and refuse the messages no store write can take. Returns the rows written and the
+        rows of the refused messages."""
         try:
-            return self._store.append(columns.table())
+            return self._store.append(table), 0
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever a message made the write raise
             if len(messages) == 1:
                 detail = f"the store could not take it: {exc!r}"
                 refused.append(Refusal(messages[0], "store", detail, exc))
-                return 0
-        written = 0
-        for half in messages[: len(messages) // 2], messages[len(messages) // 2 :]:
-            part = _Columns()
-            for message in half:
-                part.extend(
-                    message.device_id,
-                    senml.decode(message.payload, device_id=message.device_id, now=now,
-                                 limits=self._limits),
-                )  # fmt: skip
-            written += self._append(part, half, refused, now)
-        return written
+                return 0, table.num_rows
+        middle = len(messages) // 2
+        cut = starts[middle] - starts[0]
+        first = self._append(table.slice(0, cut), messages[:middle], starts[:middle], refused)
+        second = self._append(table.slice(cut), messages[middle:], starts[middle:], refused)
+        return first[0] + second[0], first[1] + second[1]
