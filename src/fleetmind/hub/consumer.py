@@ -17,6 +17,7 @@ was taken when it was first delivered and is refused when it comes again.
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -82,6 +83,7 @@ class UplinkConsumer:
         }
         self._noticed: dict[tuple[str, str, str], float] = {}
         self._notices = TokenBucket(NOTICES_PER_S, int(NOTICES_PER_S))
+        self._notices_lock = threading.Lock()  # the hub's subscribers share this consumer
 
     def __call__(self, batch: list[Received]) -> None:
         telemetry: list[Message] = []
@@ -94,16 +96,17 @@ class UplinkConsumer:
             if topic.direction is not topics.Direction.UP:  # the broker's ACL lets none through
                 self._rejects.record(topic.device_id, "topic", "topic", "not an uplink topic")
                 continue
-            device_id, kind, size = topic.device_id, topic.kind, len(message.payload)
-            if message.retain and kind != topics.Up.STATUS:
+            device_id, kind, size = topic.device_id, topic.known, len(message.payload)
+            if kind is None:
+                detail = f"no uplink kind {topic.kind[:50]!r}"
+                self._refuse(device_id, UNKNOWN, "topic", detail, size)
+            elif message.retain and kind != topics.Up.STATUS:
                 self._refuse(device_id, kind, "retained", "a retained message comes again at "
                              "every subscription; it was taken when first sent", size)  # fmt: skip
             elif kind == topics.Up.TELEMETRY:
                 telemetry.append(Message(device_id, message.payload))
-            elif (handle := self._handlers.get(kind)) is not None:
-                self._guarded(device_id, kind, message, handle)
             else:
-                self._refuse(device_id, UNKNOWN, "topic", f"no uplink kind {kind[:50]!r}", size)
+                self._guarded(device_id, kind, message, self._handlers[kind])
         ingested = self._ingestor.ingest(telemetry)
         for refused in ingested.refused:
             device_id, size = refused.message.device_id, len(refused.message.payload)
@@ -146,13 +149,14 @@ class UplinkConsumer:
         reason (a device that sends garbage in a loop gets no flood back)."""
         key = (device_id, kind, reason)
         now = time.monotonic()
-        if now - self._noticed.get(key, -NOTICE_INTERVAL_S) < NOTICE_INTERVAL_S:
-            return
-        if not self._notices.try_take():
-            return
-        if len(self._noticed) >= _MAX_NOTICES:
-            self._noticed.clear()
-        self._noticed[key] = now
+        with self._notices_lock:
+            if now - self._noticed.get(key, -NOTICE_INTERVAL_S) < NOTICE_INTERVAL_S:
+                return
+            if not self._notices.try_take():
+                return
+            if len(self._noticed) >= _MAX_NOTICES:
+                self._noticed.clear()
+            self._noticed[key] = now
         notice = messages.Rejected(kind, reason, detail[:500])
         with contextlib.suppress(ConnectionError):  # a notice is a courtesy, not a promise
             self._notify_device(topics.down(device_id, topics.Down.REJECT), notice.encode(), False)

@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import hmac
 import logging
@@ -193,21 +194,20 @@ class Hub:
             address = self.broker_address = dataclasses.replace(address, port=self._broker.hub_port)
             # amqtt has no shared subscriptions: one connection receives everything
             topic_filter, connections = topics.UPLINK_FILTER, 1
-        elif self.settings.ingest_group is None:
-            # a plain subscription: Mosquitto 2.0 drops messages for a shared subscription
-            # restored from persistence until its member subscribes again (ADR 0003)
-            self._mosquitto_tls_files()
-            self._credentials_changed()
-            topic_filter, connections = topics.UPLINK_FILTER, 1
         else:
             self._mosquitto_tls_files()
             self._credentials_changed()
-            topic_filter = f"$share/{self.settings.ingest_group}/{topics.UPLINK_FILTER}"
-            connections = self.settings.ingest_connections
+            # a plain subscription by default: Mosquitto 2.0 drops messages for a shared
+            # subscription restored from persistence until its member subscribes again (ADR 0003)
+            topic_filter, connections = topics.UPLINK_FILTER, 1
+            if self.settings.ingest_group is not None:
+                topic_filter = f"$share/{self.settings.ingest_group}/{topics.UPLINK_FILTER}"
+                connections = self.settings.ingest_connections
         self._renewals = RenewalQueue(self.devices, self.publish)
         consumer = UplinkConsumer(
-            self.ingestor, self.devices, self.twins, self.commands, self._renewals, self.notify
-        )
+            self.ingestor, self.devices, self.twins, self.commands, self._renewals,
+            functools.partial(self.publish, qos=0),
+        )  # fmt: skip
         instance = read_or_create_secret(self.settings.data_dir / INSTANCE_FILE)
         for index in range(connections):
             subscriber = BatchSubscriber(
@@ -228,17 +228,12 @@ class Hub:
             connections,
         )
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """Send to devices over the hub's broker connection (QoS 1)."""
+    def publish(self, topic: str, payload: bytes, retain: bool = False, *, qos: int = 1) -> None:
+        """Send to devices over the hub's broker connection (QoS 0 for a courtesy: nothing to
+        track, nothing to send again)."""
         if not self._subscribers:
             raise TransportError("the hub is not connected to the broker yet")
-        self._subscribers[0].publish(topic, payload, retain)
-
-    def notify(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """Send a courtesy to a device (QoS 0: nothing to track, nothing to send again)."""
-        if not self._subscribers:
-            raise TransportError("the hub is not connected to the broker yet")
-        self._subscribers[0].publish(topic, payload, retain, qos=0)
+        self._subscribers[0].publish(topic, payload, retain, qos=qos)
 
     def _device_deleted(self, device_id: str) -> None:
         self.twins.forget(device_id)
